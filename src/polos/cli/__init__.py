@@ -1,0 +1,1 @@
+"""Command-line interfaces: ``polos-server`` and ``polos``."""

@@ -1,0 +1,162 @@
+"""``polos-server``: start the orchestrator, or migrate its database."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+
+import click
+
+from polos._version import __version__
+from polos.errors import PolosError
+from polos.protocol import DEFAULT_PROJECT_ID
+
+from ._common import console, fail
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@click.group()
+@click.version_option(__version__, prog_name="polos-server")
+def main() -> None:
+    """Run the Polos orchestrator."""
+
+
+@main.command()
+@click.option(
+    "--database-url",
+    envvar="POLOS_DATABASE_URL",
+    help="sqlite:///path.db (default ~/.polos/polos.db) or postgresql://user@host/db.",
+)
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, envvar="POLOS_HOST", help="Interface to bind."
+)
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    envvar="POLOS_PORT",
+    help="Port to bind.",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+@click.option(
+    "--lease-ms",
+    type=click.IntRange(100, 3_600_000),
+    envvar="POLOS_LEASE_MS",
+    help="Worker lease (default 5000).",
+)
+@click.option(
+    "--heartbeat-ms",
+    type=click.IntRange(20, 600_000),
+    envvar="POLOS_HEARTBEAT_MS",
+    help="Worker heartbeat (default 1000).",
+)
+def start(
+    database_url: str | None,
+    host: str,
+    port: int,
+    log_level: str,
+    lease_ms: int | None,
+    heartbeat_ms: int | None,
+) -> None:
+    """Start the orchestrator (API, worker channel and UI)."""
+    import uvicorn
+
+    from polos.orchestrator import OrchestratorSettings, create_app
+    from polos.storage import describe_url, normalize_url
+
+    _configure_logging(log_level)
+    try:
+        settings = OrchestratorSettings.from_env(
+            database_url=database_url,
+            host=host,
+            port=port,
+            lease_ms=lease_ms,
+            heartbeat_ms=heartbeat_ms,
+        )
+        url = normalize_url(settings.database_url)
+    except PolosError as exc:
+        fail(str(exc))
+        return
+    base = f"http://{host}:{port}"
+    console.print(f"[bold]Polos orchestrator[/] {__version__}")
+    console.print(
+        f"  project id : [bold cyan]{os.environ.get('POLOS_PROJECT_ID', DEFAULT_PROJECT_ID)}[/]"
+    )
+    console.print(f"  API        : {base}/api/v1   (docs: {base}/docs)")
+    console.print(f"  UI         : {base}/")
+    console.print(f"  database   : {describe_url(url)}")
+    console.print(
+        "  workers connect with PolosClient(api_url=...) — Ctrl-C stops the server", highlight=False
+    )
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level if log_level != "info" else "warning",
+        access_log=False,
+        ws_max_size=256 * 1024 * 1024,
+        ws_ping_interval=20,
+        ws_ping_timeout=20,
+        timeout_graceful_shutdown=5,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    try:
+        ok = asyncio.run(_serve(server))
+    except KeyboardInterrupt:
+        ok = True
+    if not ok:
+        fail(f"could not start on {host}:{port} (see the log above)")
+
+
+async def _serve(server: object) -> bool:
+    import uvicorn
+
+    assert isinstance(server, uvicorn.Server)
+    await server.serve()
+    return bool(server.started)
+
+
+@main.command()
+@click.option(
+    "--database-url",
+    envvar="POLOS_DATABASE_URL",
+    help="Database to migrate (default ~/.polos/polos.db).",
+)
+def migrate(database_url: str | None) -> None:
+    """Apply pending database migrations, then exit."""
+    from polos.storage import describe_url, migrations, normalize_url, open_store
+
+    async def go() -> None:
+        store = await open_store(database_url, run_migrations=True)
+        try:
+            dialect = store.dialect.name
+            console.print(
+                f"database {describe_url(normalize_url(database_url))} is at schema version "
+                f"{max(m.version for m in migrations(dialect))}"
+            )
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(go())
+    except PolosError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot open the database: {exc}")

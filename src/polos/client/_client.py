@@ -1,0 +1,444 @@
+"""``PolosClient``: the Python API of the orchestrator, over httpx."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Awaitable, Coroutine, Iterable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import httpx
+
+from polos.errors import (
+    ApiError,
+    ConfigurationError,
+    ExecutionNotFoundError,
+    OrchestratorUnavailableError,
+    SerializationError,
+    TimeoutError,
+    WorkflowCancelledError,
+    WorkflowFailedError,
+    WorkflowNotFoundError,
+)
+from polos.protocol import (
+    API_PREFIX,
+    PROJECT_HEADER,
+    Execution,
+    ExecutionPage,
+    ExecutionStatus,
+    Health,
+    InvokeRequest,
+    InvokeResponse,
+    StepList,
+    StepRecord,
+    WorkerInfo,
+    WorkerList,
+    WorkflowInfo,
+    WorkflowList,
+)
+
+T = TypeVar("T")
+
+DEFAULT_API_URL = "http://127.0.0.1:8080"
+
+
+def _seconds(value: float | timedelta | None) -> float | None:
+    if value is None:
+        return None
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def _jsonable(value: Any) -> Any:
+    import pydantic_core
+
+    try:
+        return pydantic_core.to_jsonable_python(value)
+    except pydantic_core.PydanticSerializationError as exc:
+        raise SerializationError(f"payload cannot be sent as JSON: {exc}") from exc
+
+
+class _Portal:
+    """A private event loop in a daemon thread, to run the async API from sync code."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(
+                    target=loop.run_forever, name="polos-client-sync", daemon=True
+                ).start()
+                self._loop = loop
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+
+class ExecutionHandle:
+    """A started execution: ask for its status, wait for its result, cancel it."""
+
+    def __init__(self, client: PolosClient, execution_id: str, workflow_id: str) -> None:
+        self.client = client
+        self.id = execution_id
+        self.workflow_id = workflow_id
+
+    async def get(self) -> Execution:
+        """The execution as the orchestrator sees it now."""
+        return await self.client.get_execution(self.id)
+
+    async def status(self) -> ExecutionStatus:
+        """Its current status."""
+        return (await self.get()).status
+
+    async def result(self, timeout: float | timedelta | None = None) -> Any:
+        """Wait for the execution to finish and return its result (JSON data).
+
+        Raises:
+            WorkflowFailedError: it failed (``error_type``/``error_message`` say why).
+            WorkflowCancelledError: it was cancelled.
+            polos.TimeoutError: it did not finish within ``timeout`` seconds.
+        """
+        return await self.client.result(self.id, timeout=timeout)
+
+    async def cancel(self, reason: str | None = None) -> Execution:
+        """Cancel it (no effect once finished)."""
+        return await self.client.cancel(self.id, reason=reason)
+
+    def get_sync(self) -> Execution:
+        """Blocking :meth:`get`."""
+        execution: Execution = self.client._portal.run(
+            self.client._in_portal(lambda c: c.get_execution(self.id))
+        )
+        return execution
+
+    def status_sync(self) -> ExecutionStatus:
+        """Blocking :meth:`status`."""
+        return self.get_sync().status
+
+    def result_sync(self, timeout: float | timedelta | None = None) -> Any:
+        """Blocking :meth:`result`."""
+        return self.client._portal.run(
+            self.client._in_portal(lambda c: c.result(self.id, timeout=timeout))
+        )
+
+    def __repr__(self) -> str:
+        return f"ExecutionHandle(id={self.id!r}, workflow_id={self.workflow_id!r})"
+
+
+class PolosClient:
+    """Talks to an orchestrator.
+
+    Args:
+        api_url: the orchestrator's URL (``POLOS_API_URL``, default ``http://127.0.0.1:8080``).
+        api_key: API key sent as a bearer token (``POLOS_API_KEY``).
+        project_id: project to work in (``POLOS_PROJECT_ID``; the default project when unset).
+        timeout: per-request timeout in seconds.
+        retry_for: how long to keep retrying when the orchestrator cannot be reached.
+    """
+
+    def __init__(
+        self,
+        api_url: str | None = None,
+        api_key: str | None = None,
+        project_id: str | None = None,
+        *,
+        timeout: float = 30.0,
+        retry_for: float = 30.0,
+    ) -> None:
+        self.api_url = (api_url or os.environ.get("POLOS_API_URL") or DEFAULT_API_URL).rstrip("/")
+        if not self.api_url.startswith(("http://", "https://")):
+            raise ConfigurationError(
+                f"api_url must start with http:// or https://, not {self.api_url!r}"
+            )
+        self.api_key = api_key or os.environ.get("POLOS_API_KEY") or None
+        self.project_id = project_id or os.environ.get("POLOS_PROJECT_ID") or None
+        self.timeout = timeout
+        self.retry_for = retry_for
+        self._http: httpx.AsyncClient | None = None
+        self._http_loop: asyncio.AbstractEventLoop | None = None
+        self._portal = _Portal()
+        self._portal_client: PolosClient | None = None
+
+    # ------------------------------------------------------------------ plumbing
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers sent with every request (project and credentials)."""
+        headers = {"User-Agent": "polos-python"}
+        if self.project_id:
+            headers[PROJECT_HEADER] = self.project_id
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        return headers
+
+    def _client(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        if self._http is None or self._http_loop is not loop or self._http.is_closed:
+            # httpx pools are bound to one event loop; a new loop gets a new pool.
+            self._http = httpx.AsyncClient(
+                base_url=self.api_url + API_PREFIX,
+                headers=self.headers,
+                timeout=httpx.Timeout(self.timeout, connect=5.0),
+                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+            )
+            self._http_loop = loop
+        return self._http
+
+    async def aclose(self) -> None:
+        """Close pooled connections."""
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    async def __aenter__(self) -> PolosClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Any = None,
+        timeout: float | None = None,
+        retry_for: float | None = None,
+    ) -> Any:
+        deadline = time.monotonic() + (self.retry_for if retry_for is None else retry_for)
+        delay = 0.1
+        while True:
+            try:
+                response = await self._client().request(
+                    method,
+                    path,
+                    json=json,
+                    params=params,
+                    timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+                )
+            except (
+                httpx.ConnectError,
+                httpx.RemoteProtocolError,
+                httpx.ReadError,
+                httpx.ConnectTimeout,
+            ) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise OrchestratorUnavailableError(
+                        f"cannot reach the orchestrator at {self.api_url}: {str(exc) or type(exc).__name__}"
+                    ) from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            if response.status_code == 503 and time.monotonic() + delay <= deadline:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            if response.status_code >= 400:
+                raise self._error(response)
+            return response.json()
+
+    @staticmethod
+    def _error(response: httpx.Response) -> ApiError:
+        try:
+            body = response.json()
+            code, message = str(body.get("code", "error")), str(body.get("message", response.text))
+        except ValueError:
+            code, message = "error", response.text or response.reason_phrase
+        if code == "execution_not_found":
+            return ExecutionNotFoundError(response.status_code, code, message)
+        if code == "workflow_not_found":
+            return WorkflowNotFoundError(response.status_code, code, message)
+        return ApiError(response.status_code, code, message)
+
+    async def _in_portal(self, call: Any) -> Any:
+        # Sync twins run on the portal's loop with a client of their own.
+        if self._portal_client is None:
+            self._portal_client = PolosClient(
+                self.api_url,
+                self.api_key,
+                self.project_id,
+                timeout=self.timeout,
+                retry_for=self.retry_for,
+            )
+        result: Awaitable[Any] = call(self._portal_client)
+        return await result
+
+    # ------------------------------------------------------------------ executions
+
+    async def invoke(
+        self,
+        workflow_id: str,
+        payload: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        queue: str | None = None,
+        concurrency_key: str | None = None,
+        priority: int = 0,
+        initial_state: Any = None,
+    ) -> ExecutionHandle:
+        """Start an execution of ``workflow_id`` with ``payload`` (JSON data or a pydantic model).
+
+        With ``idempotency_key``, calling again with the same key returns the
+        first execution instead of starting another.
+
+        Raises:
+            WorkflowNotFoundError: no worker ever registered ``workflow_id``.
+        """
+        body = InvokeRequest(
+            payload=_jsonable(payload),
+            idempotency_key=idempotency_key,
+            queue=queue,
+            concurrency_key=concurrency_key,
+            priority=priority,
+            initial_state=_jsonable(initial_state),
+        )
+        data = await self._request(
+            "POST",
+            f"/workflows/{workflow_id}/executions",
+            json=body.model_dump(mode="json", exclude_none=True),
+        )
+        execution = InvokeResponse.model_validate(data)
+        return ExecutionHandle(self, execution.id, execution.workflow_id)
+
+    def handle(self, execution_id: str, workflow_id: str = "") -> ExecutionHandle:
+        """A handle on an existing execution."""
+        return ExecutionHandle(self, execution_id, workflow_id)
+
+    async def get_execution(self, execution_id: str) -> Execution:
+        """One execution.
+
+        Raises:
+            ExecutionNotFoundError: no such execution in this project.
+        """
+        return Execution.model_validate(await self._request("GET", f"/executions/{execution_id}"))
+
+    async def list_executions(
+        self,
+        *,
+        status: ExecutionStatus | str | Iterable[ExecutionStatus | str] | None = None,
+        workflow_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> ExecutionPage:
+        """A page of executions, newest first (pass ``page.next_cursor`` as ``cursor`` for more)."""
+        statuses = [status] if isinstance(status, str) else list(status or [])
+        params: list[tuple[str, str | int]] = [("limit", limit)]
+        params += [("status", str(s)) for s in statuses]
+        if workflow_id:
+            params.append(("workflow_id", workflow_id))
+        if cursor:
+            params.append(("cursor", cursor))
+        return ExecutionPage.model_validate(
+            await self._request("GET", "/executions", params=params)
+        )
+
+    async def list_steps(self, execution_id: str) -> list[StepRecord]:
+        """An execution's step log."""
+        data = await self._request("GET", f"/executions/{execution_id}/steps")
+        return StepList.model_validate(data).items
+
+    async def cancel(self, execution_id: str, reason: str | None = None) -> Execution:
+        """Cancel an execution that has not finished (a finished one is returned unchanged)."""
+        body = {"reason": reason} if reason else None
+        return Execution.model_validate(
+            await self._request("POST", f"/executions/{execution_id}/cancel", json=body)
+        )
+
+    async def wait(self, execution_id: str, timeout: float | timedelta | None = None) -> Execution:
+        """Wait until the execution finishes and return it (any final status).
+
+        Rides out orchestrator restarts: connection errors are retried until ``timeout``.
+
+        Raises:
+            polos.TimeoutError: it did not finish in time.
+        """
+        limit = _seconds(timeout)
+        deadline = None if limit is None else time.monotonic() + limit
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(f"execution {execution_id} did not finish within {limit:g} s")
+            poll = 30.0 if remaining is None else min(30.0, max(0.0, remaining))
+            data = await self._request(
+                "GET",
+                f"/executions/{execution_id}/result",
+                params={"timeout": round(poll, 3)},
+                timeout=poll + self.timeout,
+                retry_for=remaining if remaining is not None else 3600.0,
+            )
+            execution = Execution.model_validate(data)
+            if execution.status.is_terminal:
+                return execution
+
+    async def result(self, execution_id: str, timeout: float | timedelta | None = None) -> Any:
+        """Wait for the execution and return its result (JSON data), or raise why it has none."""
+        execution = await self.wait(execution_id, timeout)
+        return self.result_of(execution)
+
+    @staticmethod
+    def result_of(execution: Execution) -> Any:
+        """The result of a finished execution, or the exception describing its failure."""
+        if execution.status == ExecutionStatus.COMPLETED:
+            return execution.result
+        error = execution.error
+        cls = (
+            WorkflowCancelledError
+            if execution.status == ExecutionStatus.CANCELLED
+            else WorkflowFailedError
+        )
+        raise cls(
+            execution.id,
+            error.type if error else execution.status.value,
+            error.message if error else "",
+            error.traceback if error else None,
+        )
+
+    # ------------------------------------------------------------------ registry and health
+
+    async def list_workflows(self) -> list[WorkflowInfo]:
+        """Workflows registered by workers of this project."""
+        return WorkflowList.model_validate(await self._request("GET", "/workflows")).items
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        """Workers of this project."""
+        return WorkerList.model_validate(await self._request("GET", "/workers")).items
+
+    async def health(self) -> Health:
+        """The orchestrator's health answer."""
+        response = await self._client().get(self.api_url + "/health")
+        if response.status_code >= 400:
+            raise self._error(response)
+        return Health.model_validate(response.json())
+
+    # ------------------------------------------------------------------ sync twins
+
+    def invoke_sync(self, workflow_id: str, payload: Any = None, **options: Any) -> ExecutionHandle:
+        """Blocking :meth:`invoke`."""
+        handle: ExecutionHandle = self._portal.run(
+            self._in_portal(lambda c: c.invoke(workflow_id, payload, **options))
+        )
+        return ExecutionHandle(self, handle.id, handle.workflow_id)
+
+    def get_execution_sync(self, execution_id: str) -> Execution:
+        """Blocking :meth:`get_execution`."""
+        return self._portal.run(self._in_portal(lambda c: c.get_execution(execution_id)))  # type: ignore[no-any-return]
+
+    def list_executions_sync(self, **filters: Any) -> ExecutionPage:
+        """Blocking :meth:`list_executions`."""
+        return self._portal.run(self._in_portal(lambda c: c.list_executions(**filters)))  # type: ignore[no-any-return]
+
+    def cancel_sync(self, execution_id: str, reason: str | None = None) -> Execution:
+        """Blocking :meth:`cancel`."""
+        return self._portal.run(self._in_portal(lambda c: c.cancel(execution_id, reason)))  # type: ignore[no-any-return]
+
+    def result_sync(self, execution_id: str, timeout: float | timedelta | None = None) -> Any:
+        """Blocking :meth:`result`."""
+        return self._portal.run(self._in_portal(lambda c: c.result(execution_id, timeout)))
+
+    def __repr__(self) -> str:
+        return f"PolosClient(api_url={self.api_url!r}, project_id={self.project_id!r})"

@@ -1,0 +1,178 @@
+"""The one exception tree of Polos.
+
+```
+PolosError(Exception)
+├── ConfigurationError            bad settings, bad decorator arguments, bad URLs
+├── SerializationError            a value cannot be turned into JSON (or back)
+├── ApiError                      the orchestrator answered with an error (status, code)
+│   ├── ExecutionNotFoundError    unknown execution id (404)
+│   └── WorkflowNotFoundError     unknown workflow id (404)
+├── OrchestratorUnavailableError  no orchestrator answered in time
+├── WorkflowFailedError           a remote execution ended failed (carries error_type, message)
+│   └── WorkflowCancelledError    ... or was cancelled
+├── TimeoutError                  waiting for a result took longer than asked
+├── StepExecutionError            a step failed after its retries (inside a workflow)
+├── NonDeterminismError           replay found a step that does not match the log
+└── PayloadValidationError        a payload does not fit the workflow's input model
+
+BaseException
+└── ExecutionCancelled            delivered into a cancelled workflow; ``except Exception``
+                                  does not catch it, so user code cannot swallow it by accident
+```
+
+Every error that crosses a process boundary is described by an
+``ErrorInfo`` (type name, message, traceback) in :mod:`polos.protocol`; these
+classes rebuild the user-facing exception from it.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+__all__ = [
+    "ApiError",
+    "ConfigurationError",
+    "ExecutionCancelled",
+    "ExecutionNotFoundError",
+    "NonDeterminismError",
+    "OrchestratorUnavailableError",
+    "PayloadValidationError",
+    "PolosError",
+    "SerializationError",
+    "StepExecutionError",
+    "TimeoutError",
+    "WorkflowCancelledError",
+    "WorkflowFailedError",
+    "WorkflowNotFoundError",
+]
+
+
+class PolosError(Exception):
+    """Root of every exception Polos raises on purpose."""
+
+
+class ConfigurationError(PolosError):
+    """Invalid configuration: settings, decorator arguments, URLs."""
+
+
+class SerializationError(PolosError):
+    """A value could not be serialised to JSON, or rebuilt from it."""
+
+
+class ApiError(PolosError):
+    """The orchestrator rejected a request.
+
+    Attributes:
+        status_code: the HTTP status.
+        code: a stable machine-readable error code (``not_found``, ``invalid_request``...).
+        message: the human-readable explanation sent by the orchestrator.
+    """
+
+    def __init__(self, status_code: int, code: str, message: str) -> None:
+        super().__init__(f"{message} (HTTP {status_code}, {code})")
+        self.status_code = status_code
+        self.code = code
+        self.message = message
+
+
+class ExecutionNotFoundError(ApiError):
+    """No execution has this id in the caller's project."""
+
+
+class WorkflowNotFoundError(ApiError):
+    """No worker ever registered a workflow with this id in the caller's project."""
+
+
+class OrchestratorUnavailableError(PolosError):
+    """The orchestrator could not be reached (after retrying)."""
+
+
+class WorkflowFailedError(PolosError):
+    """A remote execution ended in the ``failed`` state.
+
+    Attributes:
+        execution_id: the execution that failed.
+        error_type: the qualified name of the exception raised by the workflow.
+        error_message: its message.
+        traceback: the remote traceback, when the worker sent one.
+    """
+
+    def __init__(
+        self,
+        execution_id: str,
+        error_type: str,
+        error_message: str,
+        traceback: str | None = None,
+    ) -> None:
+        super().__init__(f"execution {execution_id} failed: {error_type}: {error_message}")
+        self.execution_id = execution_id
+        self.error_type = error_type
+        self.error_message = error_message
+        self.traceback = traceback
+
+
+class WorkflowCancelledError(WorkflowFailedError):
+    """A remote execution was cancelled before it finished."""
+
+
+class TimeoutError(PolosError, builtins.TimeoutError):
+    """Waiting for something (a result, a connection) took longer than allowed."""
+
+
+class StepExecutionError(PolosError):
+    """A step failed after exhausting its retry policy.
+
+    The same exception is raised on the first run and on every replay, so code
+    that catches it behaves identically in both.
+
+    Attributes:
+        step_key: the (suffixed) key of the failed step.
+        error_type: qualified name of the exception the step function raised.
+        error_message: its message.
+        attempts: how many times the step function ran.
+    """
+
+    def __init__(
+        self,
+        step_key: str,
+        error_type: str,
+        error_message: str,
+        attempts: int = 1,
+        traceback: str | None = None,
+    ) -> None:
+        super().__init__(
+            f"step {step_key!r} failed after {attempts} attempt(s): {error_type}: {error_message}"
+        )
+        self.step_key = step_key
+        self.error_type = error_type
+        self.error_message = error_message
+        self.attempts = attempts
+        self.traceback = traceback
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            type(self),
+            (self.step_key, self.error_type, self.error_message, self.attempts, self.traceback),
+        )
+
+
+class NonDeterminismError(PolosError):
+    """Replay reached a step that does not match what the step log recorded.
+
+    This means the workflow code changed (or depends on something that is not
+    deterministic, like the wall clock or a random number outside
+    ``ctx.step.now/random/uuid``) between the original run and the replay.
+    """
+
+
+class PayloadValidationError(PolosError):
+    """The payload of an execution does not validate against the workflow's input model."""
+
+
+class ExecutionCancelled(BaseException):
+    """Raised inside a workflow whose execution was cancelled.
+
+    It derives from :class:`BaseException` so that ``except Exception`` in user
+    code does not swallow it; ``finally`` blocks still run.
+    """

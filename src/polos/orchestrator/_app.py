@@ -1,0 +1,140 @@
+"""The ASGI application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from polos._version import __version__
+from polos.protocol import API_PREFIX, Health
+from polos.storage import describe_url
+
+from ._routes import ApiProblem, problem_response, router, ui_router
+from ._runtime import OrchestratorRuntime
+from ._settings import OrchestratorSettings
+
+log = logging.getLogger("polos.orchestrator")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class BodyLimit:
+    """Refuses request bodies above ``limit`` bytes with 413, declared or streamed."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared < 0 or declared > self.limit:
+                    await self._too_large(scope, receive, send)
+                    return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await self._too_large(scope, receive, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem_response(
+            413, "payload_too_large", f"request body is larger than the limit of {self.limit} bytes"
+        )
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(p) for p in error.get("loc", ()))
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
+    """Build the orchestrator's ASGI app. The database opens when the app starts."""
+    settings = settings or OrchestratorSettings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = await OrchestratorRuntime.open(settings)
+        app.state.runtime = runtime
+        log.info(
+            "orchestrator %s ready on %s", settings.orchestrator_id, describe_url(runtime.store.url)
+        )
+        try:
+            yield
+        finally:
+            await runtime.close()
+
+    app = FastAPI(
+        title="Polos orchestrator",
+        version=__version__,
+        lifespan=lifespan,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+
+    @app.exception_handler(ApiProblem)
+    async def _problem(_: Request, exc: ApiProblem) -> JSONResponse:
+        return problem_response(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return problem_response(422, "invalid_request", _validation_message(exc))
+
+    @app.exception_handler(404)
+    async def _not_found(request: Request, _: Exception) -> JSONResponse:
+        return problem_response(404, "not_found", f"no route {request.method} {request.url.path}")
+
+    @app.exception_handler(405)
+    async def _not_allowed(request: Request, _: Exception) -> JSONResponse:
+        return problem_response(
+            405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}"
+        )
+
+    @app.get("/health", response_model=Health, tags=["health"])
+    async def health(request: Request) -> Health:
+        runtime: OrchestratorRuntime = request.app.state.runtime
+        return Health(
+            version=__version__,
+            orchestrator_id=settings.orchestrator_id,
+            database=runtime.store.dialect.name,
+        )
+
+    app.include_router(router)
+    app.include_router(ui_router)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app

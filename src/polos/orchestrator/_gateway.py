@@ -1,0 +1,438 @@
+"""Worker sessions: the channel protocol, dispatch of tasks, leases and recovery.
+
+Each connected worker has a :class:`WorkerSession`. The :class:`Gateway`
+
+* registers workers (``Hello`` → ``Welcome``) and forgets them when their socket
+  closes, requeueing what they ran at once (a killed process's socket closes
+  immediately, so failover does not wait for a lease to lapse);
+* applies their writes through the group-commit batcher and acknowledges them;
+* dispatches queued executions to workers with free slots that serve the workflow;
+* renews leases of live workers and requeues the executions of workers whose
+  lease lapsed (hung or partitioned processes that kept their socket open).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import pydantic
+
+from polos.protocol import (
+    CHANNEL_VERSION,
+    Ack,
+    Cancel,
+    Complete,
+    Drain,
+    Fail,
+    Goodbye,
+    Heartbeat,
+    Hello,
+    RecordStep,
+    Release,
+    Task,
+    Welcome,
+    now_ms,
+    worker_message_adapter,
+)
+from polos.storage import (
+    STALE,
+    ClaimOp,
+    CompleteOp,
+    FailOp,
+    RecordStepOp,
+    ReleaseOp,
+    Store,
+    Transition,
+    WriteBatcher,
+    dumps,
+    unit_random,
+)
+
+from ._settings import OrchestratorSettings
+
+log = logging.getLogger("polos.orchestrator")
+
+
+class Connection(Protocol):
+    """The part of a WebSocket the gateway uses."""
+
+    async def send_text(self, data: str) -> None:
+        """Send one text message."""
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        """Close the connection."""
+
+
+@dataclass(eq=False)
+class WorkerSession:
+    """One connected worker."""
+
+    worker_id: str
+    project_id: str
+    connection: Connection
+    max_concurrent: int
+    workflows: frozenset[str]
+    running: dict[str, int] = field(default_factory=dict)
+    last_seen_ms: int = field(default_factory=now_ms)
+    renewed_ms: int = 0
+    closed: bool = False
+    _send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def free_slots(self) -> int:
+        """How many more executions this worker may run now."""
+        return 0 if self.closed else max(0, self.max_concurrent - len(self.running))
+
+    async def send(self, message: pydantic.BaseModel) -> None:
+        """Send a message; a broken socket marks the session closed instead of raising."""
+        if self.closed:
+            return
+        try:
+            async with self._send_lock:
+                await self.connection.send_text(message.model_dump_json())
+        except Exception as exc:
+            log.info("worker %s: send failed (%s)", self.worker_id, exc)
+            self.closed = True
+
+
+class Gateway:
+    """Owns every worker session of this orchestrator."""
+
+    def __init__(
+        self,
+        store: Store,
+        batcher: WriteBatcher,
+        settings: OrchestratorSettings,
+    ) -> None:
+        self.store = store
+        self.batcher = batcher
+        self.settings = settings
+        self.sessions: dict[str, WorkerSession] = {}
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._handlers: set[asyncio.Task[None]] = set()
+        self.dispatched = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Start dispatching and lease keeping."""
+        # Workers of a previous orchestrator process get one lease of grace to reconnect.
+        await self.store.extend_all_leases(self.settings.lease_ms)
+        self._tasks = [
+            asyncio.create_task(self._dispatch_loop(), name="polos-dispatch"),
+            asyncio.create_task(self._lease_loop(), name="polos-leases"),
+        ]
+        self.wake()
+
+    async def stop(self) -> None:
+        """Stop background loops and close every worker socket."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for session in list(self.sessions.values()):
+            session.closed = True
+            with contextlib.suppress(Exception):
+                await session.connection.close(1001, "orchestrator shutting down")
+
+    def wake(self) -> None:
+        """Ask the dispatcher to look for work (new execution, freed slot, new worker)."""
+        self._wake.set()
+
+    def on_transitions(self, transitions: Sequence[Transition]) -> None:
+        """Requeued executions are new work for the dispatcher."""
+        if any(t.status == "queued" for t in transitions):
+            self.wake()
+
+    # ------------------------------------------------------------------ one connection
+
+    async def serve(self, connection: Connection, receive: ReceiveText, project_id: str) -> None:
+        """Run the channel protocol on one freshly accepted connection until it closes."""
+        session: WorkerSession | None = None
+        try:
+            first = await receive()
+            try:
+                hello = worker_message_adapter.validate_json(first)
+            except pydantic.ValidationError as exc:
+                await self._refuse(connection, f"invalid hello: {exc.errors()[0]['msg']}")
+                return
+            if not isinstance(hello, Hello):
+                await self._refuse(connection, "the first message must be 'hello'")
+                return
+            if hello.version != CHANNEL_VERSION:
+                await self._refuse(
+                    connection,
+                    f"channel version {hello.version} is not supported (this orchestrator speaks {CHANNEL_VERSION})",
+                )
+                return
+            session = await self._register(connection, hello, project_id)
+            while True:
+                text = await receive()
+                session.last_seen_ms = now_ms()
+                try:
+                    message = worker_message_adapter.validate_json(text)
+                except pydantic.ValidationError as exc:
+                    log.warning("worker %s sent an invalid message: %s", session.worker_id, exc)
+                    await session.send(
+                        Goodbye(reason=f"invalid message: {exc.errors()[0]['msg']}", fatal=True)
+                    )
+                    return
+                if isinstance(message, Heartbeat):
+                    continue
+                if isinstance(message, Drain):
+                    session.max_concurrent = 0
+                    continue
+                if isinstance(message, Hello):
+                    await session.send(Goodbye(reason="duplicate hello", fatal=True))
+                    return
+                handler = asyncio.create_task(self._handle_write(session, message))
+                self._handlers.add(handler)
+                handler.add_done_callback(self._handlers.discard)
+        except ConnectionClosed:
+            pass
+        finally:
+            if session is not None:
+                await self._disconnect(session)
+
+    async def _refuse(self, connection: Connection, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await connection.send_text(Goodbye(reason=reason, fatal=True).model_dump_json())
+            await connection.close(1008, reason[:120])
+
+    async def _register(
+        self, connection: Connection, hello: Hello, project_id: str
+    ) -> WorkerSession:
+        active = {lease.execution_id: lease.epoch for lease in hello.active}
+        abandon = await self.store.register_worker(
+            project_id=project_id,
+            worker_id=hello.worker_id,
+            name=hello.name,
+            hostname=hello.hostname,
+            pid=hello.pid,
+            orchestrator_id=self.settings.orchestrator_id,
+            max_concurrent=hello.max_concurrent,
+            workflows=hello.workflows,
+            active=active,
+            lease_ms=self.settings.lease_ms,
+        )
+        previous = self.sessions.get(hello.worker_id)
+        if previous is not None:
+            previous.closed = True
+        session = WorkerSession(
+            worker_id=hello.worker_id,
+            project_id=project_id,
+            connection=connection,
+            max_concurrent=hello.max_concurrent,
+            workflows=frozenset(w.id for w in hello.workflows),
+            running={k: v for k, v in active.items() if k not in abandon},
+        )
+        self.sessions[hello.worker_id] = session
+        await session.send(
+            Welcome(
+                worker_id=hello.worker_id,
+                project_id=project_id,
+                orchestrator_id=self.settings.orchestrator_id,
+                heartbeat_ms=self.settings.heartbeat_ms,
+                lease_ms=self.settings.lease_ms,
+                abandon=abandon,
+            )
+        )
+        log.info(
+            "worker %s connected (%s, %d slots, workflows: %s)",
+            hello.worker_id,
+            hello.name or hello.hostname,
+            hello.max_concurrent,
+            ", ".join(sorted(session.workflows)) or "none",
+        )
+        self.wake()
+        return session
+
+    async def _disconnect(self, session: WorkerSession) -> None:
+        session.closed = True
+        if self.sessions.get(session.worker_id) is not session:
+            return  # it reconnected meanwhile; the new session owns its executions
+        del self.sessions[session.worker_id]
+        try:
+            transitions = await self.store.worker_gone(
+                session.worker_id, orchestrator_id=self.settings.orchestrator_id
+            )
+        except Exception as exc:  # the lease sweep will requeue them later
+            log.warning(
+                "worker %s: could not requeue its executions now: %s", session.worker_id, exc
+            )
+            return
+        if transitions:
+            log.info(
+                "worker %s disconnected; requeued %d execution(s)",
+                session.worker_id,
+                len(transitions),
+            )
+        self.on_transitions(transitions)
+
+    async def _handle_write(
+        self,
+        session: WorkerSession,
+        message: RecordStep | Complete | Fail | Release | Heartbeat | Drain | Hello,
+    ) -> None:
+        op: RecordStepOp | CompleteOp | FailOp | ReleaseOp
+        if isinstance(message, RecordStep):
+            op = RecordStepOp(message.execution_id, message.epoch, message.step)
+        elif isinstance(message, Complete):
+            op = CompleteOp(
+                message.execution_id,
+                message.epoch,
+                dumps(message.result),
+                dumps(message.state) if message.has_state else None,
+            )
+        elif isinstance(message, Fail):
+            op = FailOp(
+                message.execution_id,
+                message.epoch,
+                message.error,
+                message.retryable,
+                dumps(message.state) if message.has_state else None,
+                unit_random(),
+            )
+        elif isinstance(message, Release):
+            op = ReleaseOp(message.execution_id, message.epoch)
+        else:  # pragma: no cover - filtered by serve()
+            return
+        try:
+            result = await self.batcher.submit(op)
+        except Exception as exc:
+            log.warning("write from worker %s failed: %s", session.worker_id, exc)
+            await session.send(Ack(req=message.req, code="error", message=str(exc)[:500]))
+            return
+        # A non-step write (or a refused one) means the execution left this worker: free its slot.
+        left = not isinstance(op, RecordStepOp) or result == STALE
+        if left and session.running.pop(op.execution_id, None) is not None:
+            self.wake()
+        await session.send(Ack(req=message.req, code="stale" if result == STALE else "ok"))
+
+    # ------------------------------------------------------------------ dispatch
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            timeout = await self._next_timeout()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            self._wake.clear()
+            try:
+                more = await self._dispatch_round()
+            except Exception as exc:
+                log.warning("dispatch failed: %s", exc)
+                await asyncio.sleep(0.5)
+                continue
+            if more:
+                self._wake.set()
+
+    async def _next_timeout(self) -> float:
+        # Executions waiting out a retry backoff become runnable on their own:
+        # sleep until the earliest one (but re-check at least every second).
+        try:
+            earliest = await self.store.next_available_at()
+        except Exception:
+            return 1.0
+        delay = (earliest - now_ms()) / 1000 if earliest is not None else 0.0
+        # Runnable-now executions that were not claimed have no worker with room: a
+        # wake (new worker, freed slot) brings them; polling faster would only spin.
+        return min(1.0, delay) if delay > 0 else 1.0
+
+    async def _dispatch_round(self) -> bool:
+        """Claim work for every worker with free slots. True if a worker got a full batch."""
+        sessions = [s for s in self.sessions.values() if s.free_slots > 0 and s.workflows]
+        if not sessions:
+            return False
+        claims = [
+            self.batcher.submit(ClaimOp(s.project_id, s.worker_id, s.free_slots)) for s in sessions
+        ]
+        results = await asyncio.gather(*claims, return_exceptions=True)
+        more = False
+        for session, result in zip(sessions, results, strict=True):
+            if isinstance(result, BaseException) or not isinstance(result, list):
+                if isinstance(result, BaseException):
+                    log.warning("claim for worker %s failed: %s", session.worker_id, result)
+                continue
+            requested = session.free_slots
+            for task in result:
+                await self._deliver(session, task)
+            if result and len(result) >= requested:
+                more = True
+        return more
+
+    async def _deliver(self, session: WorkerSession, task: Task) -> None:
+        session.running[task.execution_id] = task.epoch
+        self.dispatched += 1
+        await session.send(task)
+        # If the socket broke while sending, the disconnect handler requeues the execution.
+
+    # ------------------------------------------------------------------ cancellation
+
+    async def cancel_running(self, worker_id: str | None, execution_id: str, reason: str) -> None:
+        """Tell the worker running ``execution_id`` (if it is connected here) to stop."""
+        if worker_id is None:
+            return
+        session = self.sessions.get(worker_id)
+        if session is None:
+            return
+        session.running.pop(execution_id, None)
+        await session.send(Cancel(execution_id=execution_id, reason=reason))
+        self.wake()
+
+    # ------------------------------------------------------------------ leases
+
+    async def _lease_loop(self) -> None:
+        interval = max(0.05, self.settings.heartbeat_ms / 1000)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._renew_and_expire()
+            except Exception as exc:
+                log.warning("lease upkeep failed: %s", exc)
+
+    async def _renew_and_expire(self) -> None:
+        now = now_ms()
+        # Only workers heard from recently keep their lease: a stopped process (SIGSTOP)
+        # keeps its socket open but sends nothing, so its lease runs out.
+        beats = {
+            s.worker_id: s.last_seen_ms
+            for s in self.sessions.values()
+            if not s.closed and s.last_seen_ms > s.renewed_ms
+        }
+        await self.store.renew_leases(beats, self.settings.lease_ms)
+        for worker_id, beat in beats.items():
+            session = self.sessions.get(worker_id)
+            if session is not None:
+                session.renewed_ms = beat
+        for worker_id in await self.store.expired_workers():
+            session = self.sessions.pop(worker_id, None)
+            transitions = await self.store.worker_gone(worker_id)
+            log.warning(
+                "worker %s missed its lease (silent since %s ms ago); requeued %d execution(s)",
+                worker_id,
+                now - session.last_seen_ms if session else "?",
+                len(transitions),
+            )
+            if session is not None:
+                session.closed = True
+                with contextlib.suppress(Exception):
+                    await session.connection.close(4000, "lease expired")
+            self.on_transitions(transitions)
+
+
+class ReceiveText(Protocol):
+    """Awaits the next text message; raises :class:`ConnectionClosed` when the socket closes."""
+
+    async def __call__(self) -> str:
+        """The next message."""
+
+
+class ConnectionClosed(Exception):
+    """The worker's socket closed."""

@@ -1,0 +1,262 @@
+"""HTTP routes of the public API (``/api/v1``), the worker channel and the UI placeholder."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from polos.protocol import (
+    API_PREFIX,
+    DEFAULT_PROJECT_ID,
+    PROJECT_HEADER,
+    CancelRequest,
+    ErrorBody,
+    Execution,
+    ExecutionPage,
+    ExecutionStatus,
+    InvokeRequest,
+    InvokeResponse,
+    StepList,
+    WorkerList,
+    WorkflowList,
+)
+from polos.storage import NO_WORKFLOW, Cancelled, CancelOp, Created, CreateExecution, dumps
+
+from ._gateway import ConnectionClosed
+from ._runtime import OrchestratorRuntime
+from ._ui import INDEX_HTML
+
+
+class ApiProblem(Exception):
+    """An error answer: HTTP status, stable code and a message saying what is wrong."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def problem_response(status: int, code: str, message: str) -> JSONResponse:
+    """A JSON error body in the API's one error shape."""
+    return JSONResponse(ErrorBody(code=code, message=message).model_dump(), status_code=status)
+
+
+def _runtime(request: Request) -> OrchestratorRuntime:
+    runtime: OrchestratorRuntime = request.app.state.runtime
+    return runtime
+
+
+Runtime = Annotated[OrchestratorRuntime, Depends(_runtime)]
+
+
+async def _project(
+    runtime: Runtime,
+    x_polos_project: Annotated[
+        str | None,
+        Header(alias=PROJECT_HEADER, description="Project id (default project when absent)."),
+    ] = None,
+) -> str:
+    project_id = x_polos_project or DEFAULT_PROJECT_ID
+    if not await runtime.project_exists(project_id):
+        raise ApiProblem(404, "project_not_found", f"project {project_id!r} does not exist")
+    return project_id
+
+
+Project = Annotated[str, Depends(_project)]
+
+_ERRORS: dict[int | str, dict[str, object]] = {
+    400: {"model": ErrorBody, "description": "Malformed request"},
+    404: {"model": ErrorBody, "description": "Unknown id"},
+    413: {"model": ErrorBody, "description": "Body too large"},
+    422: {"model": ErrorBody, "description": "Invalid request body or parameters"},
+}
+
+router = APIRouter(prefix=API_PREFIX, responses=_ERRORS)
+
+
+def _encode_cursor(cursor: tuple[int, str] | None) -> str | None:
+    if cursor is None:
+        return None
+    return base64.urlsafe_b64encode(f"{cursor[0]}:{cursor[1]}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(raw: str | None) -> tuple[int, str] | None:
+    if not raw:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+        created, execution_id = text.split(":", 1)
+        return int(created), execution_id
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise ApiProblem(400, "invalid_cursor", "cursor is not one this API returned") from exc
+
+
+@router.post(
+    "/workflows/{workflow_id}/executions",
+    response_model=InvokeResponse,
+    status_code=201,
+    summary="Start an execution of a workflow",
+)
+async def invoke(
+    workflow_id: str, body: InvokeRequest, runtime: Runtime, project_id: Project
+) -> JSONResponse:
+    """Start an execution. With an ``idempotency_key`` already used, returns that execution (200)."""
+    result = await runtime.batcher.submit(
+        CreateExecution(
+            project_id=project_id,
+            workflow_id=workflow_id,
+            payload_json=dumps(body.payload),
+            idempotency_key=body.idempotency_key,
+            queue=body.queue,
+            concurrency_key=body.concurrency_key,
+            priority=body.priority,
+            state_json=dumps(body.initial_state) if body.initial_state is not None else None,
+        )
+    )
+    if result == NO_WORKFLOW:
+        raise ApiProblem(
+            404,
+            "workflow_not_found",
+            f"workflow {workflow_id!r} is not registered in project {project_id!r}: "
+            "start a worker that serves it first",
+        )
+    assert isinstance(result, Created)
+    if result.created:
+        runtime.gateway.wake()
+    response = InvokeResponse(**result.execution.model_dump(), created=result.created)
+    return JSONResponse(
+        response.model_dump(mode="json"), status_code=201 if result.created else 200
+    )
+
+
+@router.get("/executions", response_model=ExecutionPage, summary="List executions, newest first")
+async def list_executions(
+    runtime: Runtime,
+    project_id: Project,
+    status: Annotated[
+        list[ExecutionStatus] | None, Query(description="Filter by status (repeatable).")
+    ] = None,
+    workflow_id: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> ExecutionPage:
+    """A page of executions; pass ``next_cursor`` back as ``cursor`` for the next one."""
+    items, next_cursor = await runtime.store.list_executions(
+        project_id,
+        statuses=[s.value for s in status or []],
+        workflow_id=workflow_id,
+        limit=limit,
+        cursor=_decode_cursor(cursor),
+    )
+    return ExecutionPage(items=items, next_cursor=_encode_cursor(next_cursor))
+
+
+async def _get(runtime: OrchestratorRuntime, project_id: str, execution_id: str) -> Execution:
+    execution = await runtime.store.get_execution(project_id, execution_id)
+    if execution is None:
+        raise ApiProblem(404, "execution_not_found", f"execution {execution_id!r} does not exist")
+    return execution
+
+
+@router.get("/executions/{execution_id}", response_model=Execution, summary="Get one execution")
+async def get_execution(execution_id: str, runtime: Runtime, project_id: Project) -> Execution:
+    """The execution's status, payload, result or error, and attempt history."""
+    return await _get(runtime, project_id, execution_id)
+
+
+@router.get(
+    "/executions/{execution_id}/result",
+    response_model=Execution,
+    summary="Wait for an execution to finish (long poll)",
+)
+async def wait_execution(
+    execution_id: str,
+    runtime: Runtime,
+    project_id: Project,
+    timeout: Annotated[float, Query(ge=0, le=60, description="Seconds to wait at most.")] = 30.0,
+) -> Execution:
+    """Returns as soon as the execution is finished, or after ``timeout`` with its current state."""
+    execution = await _get(runtime, project_id, execution_id)
+    if execution.status.is_terminal or timeout == 0:
+        return execution
+    await runtime.waiters.wait(execution_id, timeout)
+    return await _get(runtime, project_id, execution_id)
+
+
+@router.get(
+    "/executions/{execution_id}/steps", response_model=StepList, summary="An execution's step log"
+)
+async def list_steps(execution_id: str, runtime: Runtime, project_id: Project) -> StepList:
+    """Every recorded step, in order."""
+    await _get(runtime, project_id, execution_id)
+    return StepList(items=await runtime.store.list_steps(execution_id))
+
+
+@router.post(
+    "/executions/{execution_id}/cancel", response_model=Execution, summary="Cancel an execution"
+)
+async def cancel_execution(
+    execution_id: str,
+    runtime: Runtime,
+    project_id: Project,
+    body: CancelRequest | None = None,
+) -> Execution:
+    """Cancel a queued or running execution. Cancelling a finished one changes nothing."""
+    who = "api" if body is None or not body.reason else f"api: {body.reason}"
+    result = await runtime.batcher.submit(CancelOp(project_id, execution_id, who))
+    assert isinstance(result, Cancelled)
+    if result.execution is None:
+        raise ApiProblem(404, "execution_not_found", f"execution {execution_id!r} does not exist")
+    if result.changed:
+        await runtime.gateway.cancel_running(result.worker_id, execution_id, who)
+    return result.execution
+
+
+@router.get("/workflows", response_model=WorkflowList, summary="Registered workflows")
+async def list_workflows(runtime: Runtime, project_id: Project) -> WorkflowList:
+    """Every workflow a worker of this project registered."""
+    return WorkflowList(items=await runtime.store.list_workflows(project_id))
+
+
+@router.get("/workers", response_model=WorkerList, summary="Known workers")
+async def list_workers(runtime: Runtime, project_id: Project) -> WorkerList:
+    """Workers of this project, connected or gone."""
+    return WorkerList(items=await runtime.store.list_workers(project_id))
+
+
+@router.websocket("/workers/connect")
+async def worker_channel(websocket: WebSocket) -> None:
+    """The worker channel (see :mod:`polos.protocol._channel`)."""
+    runtime: OrchestratorRuntime = websocket.app.state.runtime
+    project_id = websocket.headers.get(PROJECT_HEADER) or DEFAULT_PROJECT_ID
+    await websocket.accept()
+    if not await runtime.project_exists(project_id):
+        await websocket.send_text(
+            '{"type":"goodbye","fatal":true,"reason":'
+            + dumps(f"project {project_id!r} does not exist")
+            + "}"
+        )
+        await websocket.close(1008)
+        return
+
+    async def receive() -> str:
+        try:
+            return await websocket.receive_text()
+        except (WebSocketDisconnect, RuntimeError) as exc:
+            raise ConnectionClosed() from exc
+
+    await runtime.gateway.serve(websocket, receive, project_id)
+
+
+ui_router = APIRouter()
+
+
+@ui_router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def ui_index() -> HTMLResponse:
+    """The web UI (a read-only executions page for now)."""
+    return HTMLResponse(INDEX_HTML)

@@ -1,0 +1,158 @@
+"""Request and response bodies of the public HTTP API (``/api/v1``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ._common import ErrorInfo, ExecutionStatus, StepRecord
+
+
+class InvokeRequest(BaseModel):
+    """Start an execution of a workflow."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    payload: Any = Field(default=None, description="JSON payload passed to the workflow.")
+    idempotency_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=500,
+        description="Starting twice with the same key returns the first execution.",
+    )
+    queue: str | None = Field(default=None, max_length=200)
+    concurrency_key: str | None = Field(default=None, max_length=500)
+    priority: int = Field(default=0, ge=-1000, le=1000)
+    initial_state: Any = Field(default=None, description="Initial value of ctx.state.")
+
+
+class AttemptInfo(BaseModel):
+    """One finished attempt of an execution that did not succeed."""
+
+    attempt: int
+    outcome: str = Field(description="failed | crashed | released | cancelled")
+    worker_id: str | None = None
+    ended_at: int
+    error: ErrorInfo | None = None
+
+
+class Execution(BaseModel):
+    """An execution as the API shows it."""
+
+    id: str
+    project_id: str
+    workflow_id: str
+    status: ExecutionStatus
+    payload: Any = None
+    result: Any = None
+    error: ErrorInfo | None = None
+    state: Any = None
+    attempt: int = Field(description="How many times the execution was claimed by a worker.")
+    failed_attempts: int = 0
+    crashed_attempts: int = 0
+    attempts: list[AttemptInfo] = Field(default_factory=list)
+    worker_id: str | None = None
+    parent_id: str | None = None
+    root_id: str | None = None
+    idempotency_key: str | None = None
+    queue: str | None = None
+    concurrency_key: str | None = None
+    priority: int = 0
+    code_fingerprint: str | None = None
+    code_changed: bool = Field(
+        default=False, description="True when a later attempt ran under different workflow code."
+    )
+    created_at: int
+    started_at: int | None = None
+    completed_at: int | None = None
+    updated_at: int
+    available_at: int = Field(description="When a queued execution may next be claimed.")
+    cancelled_by: str | None = None
+
+
+class InvokeResponse(Execution):
+    """The started (or, for a repeated idempotency key, the existing) execution."""
+
+    created: bool = Field(
+        description="False when the idempotency key matched an existing execution."
+    )
+
+
+class ExecutionPage(BaseModel):
+    """A page of executions, newest first."""
+
+    items: list[Execution]
+    next_cursor: str | None = Field(
+        default=None, description="Pass as 'cursor' to get the next page."
+    )
+
+
+class StepList(BaseModel):
+    """An execution's step log, in recording order."""
+
+    items: list[StepRecord]
+
+
+class WorkflowInfo(BaseModel):
+    """A workflow some worker registered."""
+
+    id: str
+    kind: str
+    fingerprint: str
+    description: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    first_seen_at: int
+    last_seen_at: int
+
+
+class WorkflowList(BaseModel):
+    """Registered workflows."""
+
+    items: list[WorkflowInfo]
+
+
+class WorkerInfo(BaseModel):
+    """A worker that connected to some orchestrator."""
+
+    id: str
+    name: str
+    hostname: str
+    pid: int
+    status: str = Field(description="connected | gone")
+    max_concurrent: int
+    running: int
+    workflows: list[str]
+    connected_at: int
+    last_heartbeat_at: int
+    lease_expires_at: int
+
+
+class WorkerList(BaseModel):
+    """Known workers."""
+
+    items: list[WorkerInfo]
+
+
+class CancelRequest(BaseModel):
+    """Optional body of a cancel call."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class ErrorBody(BaseModel):
+    """Body of every 4xx/5xx answer."""
+
+    code: str = Field(description="Stable machine-readable code, e.g. 'not_found'.")
+    message: str = Field(description="What is wrong, in words.")
+
+
+class Health(BaseModel):
+    """Answer of GET /health."""
+
+    status: str = "ok"
+    version: str
+    orchestrator_id: str
+    database: str

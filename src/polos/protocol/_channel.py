@@ -1,0 +1,187 @@
+"""Messages on the worker channel: one WebSocket per worker at ``/api/v1/workers/connect``.
+
+The worker opens the socket (outbound only), says :class:`Hello`, and receives
+:class:`Welcome`. The orchestrator then pushes :class:`Task` messages; the worker
+answers each write (:class:`RecordStep`, :class:`Complete`, :class:`Fail`,
+:class:`Release`) with a request id, acknowledged by :class:`Ack` once the
+write is durable. Every write carries the lease ``epoch`` of the execution; a
+write whose epoch no longer matches is refused with ``Ack(code="stale")``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, TypeAdapter
+
+from ._common import ErrorInfo, RetryPolicySpec, StepRecord
+
+CHANNEL_VERSION = 1
+"""Bumped when the channel changes incompatibly; the orchestrator rejects other versions."""
+
+
+class WorkflowSpec(BaseModel):
+    """What a worker tells the orchestrator about one workflow it serves."""
+
+    id: str = Field(min_length=1, max_length=200)
+    kind: Literal["workflow", "agent", "tool"] = "workflow"
+    fingerprint: str = Field(
+        description="Hash of the workflow's code, to flag replays under changed code."
+    )
+    retry: RetryPolicySpec = Field(default_factory=RetryPolicySpec)
+    max_recovery_attempts: int = Field(default=20, ge=1)
+    description: str | None = None
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Further decorator options (queue, trigger_on_event, schedule...), stored as given.",
+    )
+
+
+class ActiveLease(BaseModel):
+    """An execution a (re)connecting worker is still running."""
+
+    execution_id: str
+    epoch: int
+
+
+class Hello(BaseModel):
+    """First message of a worker on a new connection."""
+
+    type: Literal["hello"] = "hello"
+    version: int = CHANNEL_VERSION
+    worker_id: str = Field(min_length=1, max_length=100)
+    name: str = ""
+    hostname: str = ""
+    pid: int = 0
+    max_concurrent: int = Field(default=100, ge=1, le=100_000)
+    workflows: list[WorkflowSpec]
+    active: list[ActiveLease] = Field(default_factory=list)
+
+
+class Heartbeat(BaseModel):
+    """Sent by the worker every ``heartbeat_ms``; renews its lease."""
+
+    type: Literal["heartbeat"] = "heartbeat"
+
+
+class RecordStep(BaseModel):
+    """Append one completed step to an execution's log."""
+
+    type: Literal["step"] = "step"
+    req: int
+    execution_id: str
+    epoch: int
+    step: StepRecord
+
+
+class Complete(BaseModel):
+    """The workflow returned: record its result and end the execution."""
+
+    type: Literal["complete"] = "complete"
+    req: int
+    execution_id: str
+    epoch: int
+    result: Any = None
+    has_state: bool = False
+    state: Any = None
+
+
+class Fail(BaseModel):
+    """The workflow raised: retry it per its policy or end it ``failed``."""
+
+    type: Literal["fail"] = "fail"
+    req: int
+    execution_id: str
+    epoch: int
+    error: ErrorInfo
+    retryable: bool = True
+    has_state: bool = False
+    state: Any = None
+
+
+class Release(BaseModel):
+    """Give an execution back without counting an attempt (graceful shutdown)."""
+
+    type: Literal["release"] = "release"
+    req: int
+    execution_id: str
+    epoch: int
+
+
+class Drain(BaseModel):
+    """The worker is shutting down: send it no more tasks."""
+
+    type: Literal["drain"] = "drain"
+
+
+WorkerMessage = Annotated[
+    Hello | Heartbeat | Drain | RecordStep | Complete | Fail | Release, Field(discriminator="type")
+]
+worker_message_adapter: TypeAdapter[WorkerMessage] = TypeAdapter(WorkerMessage)
+
+
+class Welcome(BaseModel):
+    """The orchestrator accepted the worker."""
+
+    type: Literal["welcome"] = "welcome"
+    worker_id: str
+    project_id: str
+    orchestrator_id: str
+    heartbeat_ms: int
+    lease_ms: int
+    abandon: list[str] = Field(
+        default_factory=list,
+        description="Executions from Hello.active the worker no longer owns: stop running them.",
+    )
+
+
+class Task(BaseModel):
+    """Run (or replay) one execution. Carries the whole recorded history."""
+
+    type: Literal["task"] = "task"
+    execution_id: str
+    workflow_id: str
+    epoch: int
+    attempt: int
+    payload: Any = None
+    has_state: bool = False
+    state: Any = None
+    history: list[StepRecord] = Field(default_factory=list)
+    parent_id: str | None = None
+    root_id: str | None = None
+    created_at: int = 0
+    code_fingerprint: str | None = None
+
+
+class Ack(BaseModel):
+    """Outcome of a write. ``code`` is ``ok``, ``stale`` (lease lost) or ``error``."""
+
+    type: Literal["ack"] = "ack"
+    req: int
+    code: Literal["ok", "stale", "error"] = "ok"
+    message: str = ""
+
+
+class Cancel(BaseModel):
+    """Stop running an execution (cancelled by a user, or its lease moved elsewhere)."""
+
+    type: Literal["cancel"] = "cancel"
+    execution_id: str
+    reason: str = "cancelled"
+
+
+class Goodbye(BaseModel):
+    """The orchestrator refuses or ends the connection, saying why."""
+
+    type: Literal["goodbye"] = "goodbye"
+    reason: str
+    fatal: bool = Field(
+        default=False,
+        description="True when reconnecting cannot help (bad version, unknown project).",
+    )
+
+
+OrchestratorMessage = Annotated[
+    Welcome | Task | Ack | Cancel | Goodbye, Field(discriminator="type")
+]
+orchestrator_message_adapter: TypeAdapter[OrchestratorMessage] = TypeAdapter(OrchestratorMessage)

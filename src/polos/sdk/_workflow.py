@@ -1,0 +1,267 @@
+"""``@workflow``: turns an ``async def`` (or a plain ``def``) into a durable workflow."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Generic, Literal, Protocol, TypeVar, overload
+
+import pydantic
+
+from polos.errors import ConfigurationError, PayloadValidationError
+from polos.protocol import WorkflowSpec
+
+from ._fingerprint import fingerprint
+from ._retry import DEFAULT_MAX_RECOVERY_ATTEMPTS, DEFAULT_WORKFLOW_RETRY, RetryPolicy
+from ._serialize import from_json_value, return_annotation, to_json_value
+
+R = TypeVar("R")
+_ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.:/")
+
+
+@dataclass(frozen=True, slots=True)
+class Queue:
+    """A named queue shared by workflows; its limit holds across all workers.
+
+    Attributes:
+        name: the queue's name.
+        concurrency_limit: how many executions of the queue may run at once (None: no limit).
+    """
+
+    name: str
+    concurrency_limit: int | None = None
+
+
+def queue(name: str, concurrency_limit: int | None = None) -> Queue:
+    """Shorthand for :class:`Queue`."""
+    return Queue(name, concurrency_limit)
+
+
+class InvokingClient(Protocol):
+    """What :meth:`Workflow.run` needs from a client (``PolosClient`` provides it)."""
+
+    async def invoke(self, workflow_id: str, payload: Any = None, **options: Any) -> Any:
+        """Start an execution; returns a handle with ``result()``."""
+
+
+def _queue_option(value: str | Queue | Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return {"name": value}
+    if isinstance(value, Queue):
+        return {"name": value.name, "concurrency_limit": value.concurrency_limit}
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise ConfigurationError(f"queue must be a name, a Queue or a dict, not {type(value).__name__}")
+
+
+class Workflow(Generic[R]):
+    """A durable workflow. Create it with :func:`workflow`; register it with a ``Worker``."""
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        id: str | None = None,
+        description: str | None = None,
+        state_schema: type[pydantic.BaseModel] | None = None,
+        retry: RetryPolicy | None = None,
+        max_recovery_attempts: int = DEFAULT_MAX_RECOVERY_ATTEMPTS,
+        options: Mapping[str, Any] | None = None,
+        kind: Literal["workflow", "agent", "tool"] = "workflow",
+    ) -> None:
+        self.fn = fn
+        self.id = id or fn.__name__
+        if not self.id or not set(self.id) <= _ID_CHARS or len(self.id) > 200:
+            raise ConfigurationError(
+                f"workflow id {self.id!r} must be 1-200 characters of letters, digits and _-.:/"
+            )
+        self.description = description if description is not None else inspect.getdoc(fn)
+        self.state_schema = state_schema
+        if state_schema is not None and not issubclass(state_schema, pydantic.BaseModel):
+            raise ConfigurationError("state_schema must be a pydantic BaseModel subclass")
+        self.retry = retry or DEFAULT_WORKFLOW_RETRY
+        if max_recovery_attempts < 1:
+            raise ConfigurationError("max_recovery_attempts must be at least 1")
+        self.max_recovery_attempts = max_recovery_attempts
+        self.options = {k: v for k, v in (options or {}).items() if v is not None}
+        self.kind = kind
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.fingerprint = fingerprint(fn)
+        self.result_annotation = return_annotation(fn)
+        self._payload_annotation, self.takes_payload = self._inspect_signature(fn)
+        self._payload_adapter: pydantic.TypeAdapter[Any] | None = None
+
+    @staticmethod
+    def _inspect_signature(fn: Callable[..., Any]) -> tuple[Any, bool]:
+        params = list(inspect.signature(fn).parameters.values())
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        if not positional or len(positional) > 2 or len(positional) != len(params):
+            raise ConfigurationError(
+                f"workflow {fn.__name__!r} must take (ctx) or (ctx, payload), "
+                f"not ({', '.join(p.name for p in params)})"
+            )
+        if len(positional) == 1:
+            return Any, False
+        import typing
+
+        try:
+            hints = typing.get_type_hints(fn)
+        except Exception:
+            hints = {}
+        return hints.get(positional[1].name, Any), True
+
+    # ------------------------------------------------------------------ worker side
+
+    def spec(self) -> WorkflowSpec:
+        """What the worker registers with the orchestrator."""
+        return WorkflowSpec(
+            id=self.id,
+            kind=self.kind,
+            fingerprint=self.fingerprint,
+            retry=self.retry.to_spec(),
+            max_recovery_attempts=self.max_recovery_attempts,
+            description=self.description,
+            options=to_json_value(self.options, f"options of workflow {self.id!r}"),
+        )
+
+    def parse_payload(self, raw: Any) -> Any:
+        """Validate a stored payload into the annotated type.
+
+        Raises:
+            PayloadValidationError: naming each offending field.
+        """
+        if self._payload_annotation is Any:
+            return raw
+        if self._payload_adapter is None:
+            self._payload_adapter = pydantic.TypeAdapter(self._payload_annotation)
+        try:
+            return self._payload_adapter.validate_python(raw)
+        except pydantic.ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '(payload)'}: {e['msg']}"
+                for e in exc.errors()[:10]
+            )
+            raise PayloadValidationError(
+                f"payload of workflow {self.id!r} is invalid: {problems}"
+            ) from None
+
+    def new_state(self, raw: Any, has_state: bool) -> pydantic.BaseModel | None:
+        """The initial ``ctx.state``: the recorded snapshot, or the schema's defaults."""
+        if self.state_schema is None:
+            return None
+        if has_state and raw is not None:
+            return self.state_schema.model_validate(raw)
+        return self.state_schema()
+
+    def parse_result(self, raw: Any) -> R:
+        """Rebuild a stored result as the workflow's annotated return type."""
+        return from_json_value(raw, None, self.result_annotation)  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------------ client side
+
+    async def invoke(self, client: InvokingClient, payload: Any = None, **options: Any) -> Any:
+        """Start an execution and return its handle (see ``PolosClient.invoke``)."""
+        return await client.invoke(self.id, payload, **options)
+
+    async def run(
+        self,
+        client: InvokingClient,
+        payload: Any = None,
+        *,
+        timeout: float | timedelta | None = None,
+        **options: Any,
+    ) -> R:
+        """Start an execution, wait for it, and return its result as the annotated type.
+
+        Raises:
+            WorkflowFailedError: the execution failed (carries the remote error type and message).
+            polos.TimeoutError: ``timeout`` passed first.
+        """
+        handle = await client.invoke(self.id, payload, **options)
+        raw = await handle.result(timeout=timeout)
+        return self.parse_result(raw)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the undecorated function (handy in unit tests)."""
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Workflow(id={self.id!r})"
+
+
+@overload
+def workflow(fn: Callable[..., Any], /) -> Workflow[Any]: ...
+
+
+@overload
+def workflow(
+    *,
+    id: str | None = None,
+    description: str | None = None,
+    queue: str | Queue | Mapping[str, Any] | None = None,
+    trigger_on_event: str | None = None,
+    batch_size: int = 1,
+    batch_timeout_seconds: float | None = None,
+    schedule: str | bool | Mapping[str, Any] | None = None,
+    state_schema: type[pydantic.BaseModel] | None = None,
+    retry: RetryPolicy | None = None,
+    max_recovery_attempts: int = DEFAULT_MAX_RECOVERY_ATTEMPTS,
+    timeout: float | timedelta | None = None,
+) -> Callable[[Callable[..., Any]], Workflow[Any]]: ...
+
+
+def workflow(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    id: str | None = None,
+    description: str | None = None,
+    queue: str | Queue | Mapping[str, Any] | None = None,
+    trigger_on_event: str | None = None,
+    batch_size: int = 1,
+    batch_timeout_seconds: float | None = None,
+    schedule: str | bool | Mapping[str, Any] | None = None,
+    state_schema: type[pydantic.BaseModel] | None = None,
+    retry: RetryPolicy | None = None,
+    max_recovery_attempts: int = DEFAULT_MAX_RECOVERY_ATTEMPTS,
+    timeout: float | timedelta | None = None,
+) -> Workflow[Any] | Callable[[Callable[..., Any]], Workflow[Any]]:
+    """Declare a durable workflow: ``@workflow`` or ``@workflow(id="...", ...)``.
+
+    The function takes ``(ctx)`` or ``(ctx, payload)``; annotate ``payload`` with a
+    pydantic model to get it validated and passed as that model. ``retry`` applies
+    when the function raises (default: no retry); a crash of the worker is always
+    recovered, up to ``max_recovery_attempts`` times. ``queue``, ``trigger_on_event``,
+    ``batch_size``, ``batch_timeout_seconds``, ``schedule`` and ``timeout`` are
+    registered with the orchestrator.
+    """
+    if batch_size < 1:
+        raise ConfigurationError("batch_size must be at least 1")
+    timeout_s = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+    options = {
+        "queue": _queue_option(queue),
+        "trigger_on_event": trigger_on_event,
+        "batch_size": batch_size if batch_size != 1 else None,
+        "batch_timeout_seconds": batch_timeout_seconds,
+        "schedule": dict(schedule) if isinstance(schedule, Mapping) else schedule,
+        "timeout_seconds": timeout_s,
+    }
+
+    def decorate(func: Callable[..., Any]) -> Workflow[Any]:
+        return Workflow(
+            func,
+            id=id,
+            description=description,
+            state_schema=state_schema,
+            retry=retry,
+            max_recovery_attempts=max_recovery_attempts,
+            options=options,
+        )
+
+    if fn is not None:
+        return decorate(fn)
+    return decorate

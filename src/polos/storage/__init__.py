@@ -1,0 +1,132 @@
+"""The only code that touches a database: tables, migrations, the store, batched writes.
+
+Use :func:`open_store` with a URL: ``sqlite:///path.db`` (the embedded default)
+or ``postgresql://user@host/db``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from polos.errors import ConfigurationError
+
+from ._batcher import WriteBatcher
+from ._codec import dumps, loads, new_id
+from ._migrate import Migration, migrate, migrations
+from ._ops import (
+    OK,
+    STALE,
+    BatchOutcome,
+    Cancelled,
+    CancelOp,
+    ClaimOp,
+    CompleteOp,
+    Created,
+    CreateExecution,
+    FailOp,
+    RecordStepOp,
+    ReleaseOp,
+    Transition,
+    WriteOp,
+    WriteResult,
+)
+from ._store import NO_WORKFLOW, Store, unit_random
+from ._tables import metadata
+
+DEFAULT_SQLITE_PATH = Path.home() / ".polos" / "polos.db"
+"""Where the embedded database lives unless told otherwise."""
+
+
+def normalize_url(url: str | None) -> str:
+    """Turn a user-facing database URL into an async SQLAlchemy URL.
+
+    Accepts ``sqlite:///relative.db``, ``sqlite:////abs/path.db``, a bare file
+    path, ``postgresql://...`` and ``postgres://...``.
+    """
+    if not url:
+        return f"sqlite+aiosqlite:///{DEFAULT_SQLITE_PATH}"
+    if url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+        return url
+    if url.startswith("sqlite://"):
+        return "sqlite+aiosqlite://" + url[len("sqlite://") :]
+    for prefix in ("postgresql://", "postgres://", "postgresql+psycopg://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    if "://" not in url:
+        return f"sqlite+aiosqlite:///{Path(url).expanduser().resolve()}"
+    raise ConfigurationError(
+        f"unsupported database URL {url!r}: use sqlite:///path.db or postgresql://user@host/db"
+    )
+
+
+def describe_url(url: str) -> str:
+    """The URL without its password, for logs."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}@{host}"
+    return url
+
+
+async def open_store(url: str | None = None, *, run_migrations: bool = True) -> Store:
+    """Connect to the database at ``url`` and (by default) migrate it."""
+    full = normalize_url(url)
+    if full.startswith("sqlite+aiosqlite://"):
+        from . import _sqlite
+
+        write, read = _sqlite.create_engines(full)
+        dialect = _sqlite.DIALECT
+    else:
+        try:
+            import asyncpg  # noqa: F401
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise ConfigurationError(
+                "PostgreSQL needs the 'postgres' extra: pip install 'polos[postgres]'"
+            ) from exc
+        from . import _postgres
+
+        write, read = _postgres.create_engines(full)
+        dialect = _postgres.DIALECT
+    store = Store(full, write, read, dialect)
+    if run_migrations:
+        try:
+            await migrate(write, dialect.name)
+        except Exception:
+            await store.close()
+            raise
+    return store
+
+
+__all__ = [
+    "DEFAULT_SQLITE_PATH",
+    "NO_WORKFLOW",
+    "OK",
+    "STALE",
+    "BatchOutcome",
+    "CancelOp",
+    "Cancelled",
+    "ClaimOp",
+    "CompleteOp",
+    "CreateExecution",
+    "Created",
+    "FailOp",
+    "Migration",
+    "RecordStepOp",
+    "ReleaseOp",
+    "Store",
+    "Transition",
+    "WriteBatcher",
+    "WriteOp",
+    "WriteResult",
+    "describe_url",
+    "dumps",
+    "loads",
+    "metadata",
+    "migrate",
+    "migrations",
+    "new_id",
+    "normalize_url",
+    "open_store",
+    "unit_random",
+]

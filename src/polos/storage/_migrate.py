@@ -1,0 +1,74 @@
+"""Numbered SQL migrations per dialect, applied in order, each in its own transaction.
+
+Files live in ``migrations/<dialect>/NNNN_name.sql``. Released files are never
+edited; a change is a new file. Statements are separated by ``;`` at line end.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from polos.protocol import now_ms
+
+from . import _tables as t
+
+_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One migration file."""
+
+    version: int
+    name: str
+    sql: str
+
+    def statements(self) -> list[str]:
+        """The file's statements, without comments."""
+        lines = [ln for ln in self.sql.splitlines() if not ln.lstrip().startswith("--")]
+        return [s.strip() for s in "\n".join(lines).split(";\n") if s.strip().rstrip(";")]
+
+
+def migrations(dialect: str) -> list[Migration]:
+    """All migrations shipped for ``dialect`` ('sqlite' or 'postgres'), in order."""
+    folder = resources.files("polos.storage") / "migrations" / dialect
+    found = []
+    for entry in folder.iterdir():
+        match = _NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match.group(1)), match.group(2), entry.read_text()))
+    return sorted(found, key=lambda m: m.version)
+
+
+async def _applied(conn: AsyncConnection) -> set[int]:
+    await conn.run_sync(lambda sync: t.schema_migrations.create(sync, checkfirst=True))
+    rows = await conn.scalars(sa.select(t.schema_migrations.c.version))
+    return set(rows.all())
+
+
+async def migrate(engine: AsyncEngine, dialect: str) -> list[int]:
+    """Apply every pending migration. Returns the versions applied now."""
+    done: list[int] = []
+    async with engine.begin() as conn:
+        applied = await _applied(conn)
+    for migration in migrations(dialect):
+        if migration.version in applied:
+            continue
+        async with engine.begin() as conn:
+            # Re-check inside the transaction: another process may have migrated meanwhile.
+            if migration.version in await _applied(conn):
+                continue
+            for statement in migration.statements():
+                await conn.exec_driver_sql(statement)
+            await conn.execute(
+                t.schema_migrations.insert().values(
+                    version=migration.version, name=migration.name, applied_at=now_ms()
+                )
+            )
+        done.append(migration.version)
+    return done

@@ -1,0 +1,131 @@
+"""Write operations applied by the batched writer, and their results.
+
+Every write that can happen often goes through :class:`~polos.storage.WriteBatcher`
+as one of these values, so that concurrent writes share one transaction (group
+commit). Each op gets its own result; a stale-lease write gets ``STALE``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from polos.protocol import ErrorInfo, Execution, StepRecord, Task
+
+OK = "ok"
+"""The write was applied (or had already been applied by the same lease)."""
+
+STALE = "stale"
+"""The write carried a lease epoch that no longer owns the execution; nothing changed."""
+
+
+@dataclass(frozen=True, slots=True)
+class CreateExecution:
+    """Start an execution (idempotent on ``idempotency_key``)."""
+
+    project_id: str
+    workflow_id: str
+    payload_json: str
+    idempotency_key: str | None = None
+    queue: str | None = None
+    concurrency_key: str | None = None
+    priority: int = 0
+    state_json: str | None = None
+    parent_id: str | None = None
+    root_id: str | None = None
+    parent_step_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    """Result of :class:`CreateExecution`."""
+
+    execution: Execution
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RecordStepOp:
+    """Append a step record, fenced by the lease epoch."""
+
+    execution_id: str
+    epoch: int
+    step: StepRecord
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteOp:
+    """End an execution ``completed``, fenced by the lease epoch."""
+
+    execution_id: str
+    epoch: int
+    result_json: str
+    state_json: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FailOp:
+    """Record a failed attempt: requeue per the retry policy, or end ``failed``."""
+
+    execution_id: str
+    epoch: int
+    error: ErrorInfo
+    retryable: bool
+    state_json: str | None = None
+    unit_random: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseOp:
+    """Give an execution back to the queue without counting an attempt."""
+
+    execution_id: str
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimOp:
+    """Claim up to ``limit`` runnable executions for one worker."""
+
+    project_id: str
+    worker_id: str
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOp:
+    """Cancel an execution that has not finished."""
+
+    project_id: str
+    execution_id: str
+    cancelled_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class Cancelled:
+    """Result of :class:`CancelOp`: the execution after the call, and the worker to notify."""
+
+    execution: Execution | None
+    changed: bool
+    worker_id: str | None = None
+
+
+@dataclass(slots=True)
+class Transition:
+    """An execution reached a new status as a side effect of a write (for waiters)."""
+
+    execution_id: str
+    status: str
+
+
+WriteOp = CreateExecution | RecordStepOp | CompleteOp | FailOp | ReleaseOp | ClaimOp | CancelOp
+WriteResult = Created | str | list[Task] | Cancelled
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    """Results of one batch, in op order, plus status transitions it caused."""
+
+    results: list[WriteResult | BaseException]
+    transitions: list[Transition] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)

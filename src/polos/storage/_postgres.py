@@ -1,0 +1,17 @@
+"""PostgreSQL adapter: asyncpg pool, row locks for fencing, SKIP LOCKED claims."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from ._store import Dialect
+
+DIALECT = Dialect(name="postgres", lock_rows=" FOR UPDATE", skip_locked=" FOR UPDATE SKIP LOCKED")
+
+
+def create_engines(url: str, *, pool_size: int = 10) -> tuple[AsyncEngine, AsyncEngine]:
+    """One pooled engine used for both reads and writes."""
+    engine = create_async_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+    )
+    return engine, engine

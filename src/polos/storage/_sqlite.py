@@ -1,0 +1,54 @@
+"""SQLite adapter: WAL, full fsync on commit, busy timeout, foreign keys, BEGIN IMMEDIATE writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from ._store import Dialect
+
+DIALECT = Dialect(name="sqlite", lock_rows="", skip_locked="")
+
+
+def _configure(engine: AsyncEngine, *, immediate: bool, synchronous: str) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below decide how transactions start.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit is on disk before it is acknowledged (survives power loss, not only kill -9).
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # IMMEDIATE takes the write lock up front, so a read-then-write transaction
+        # can never fail half-way with SQLITE_BUSY (the fencing check relies on it).
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file behind a ``sqlite+aiosqlite:///`` URL (``None`` for in-memory)."""
+    path = url.split(":///", 1)[1] if ":///" in url else ""
+    if not path or path == ":memory:":
+        return None
+    return Path(path)
+
+
+def create_engines(url: str, *, synchronous: str = "FULL") -> tuple[AsyncEngine, AsyncEngine]:
+    """A single-connection write engine and a small read pool over the same file."""
+    path = sqlite_file(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    # One writer connection: all writes are serialised (and batched) by the orchestrator anyway.
+    write = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
+    _configure(write, immediate=True, synchronous=synchronous)
+    read = create_async_engine(url, pool_size=4, max_overflow=4, pool_timeout=60)
+    _configure(read, immediate=False, synchronous=synchronous)
+    return write, read

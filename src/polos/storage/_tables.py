@@ -1,0 +1,147 @@
+"""Table definitions: the single source of truth the migrations must reproduce.
+
+Times are UTC epoch milliseconds (BIGINT). JSON values are stored as text
+produced by the writer (so the orchestrator never re-encodes step outputs).
+A NULL ``state``/``output`` column means "absent"; the JSON text ``null`` means
+the value ``None``.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+schema_migrations = sa.Table(
+    "schema_migrations",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("applied_at", sa.BigInteger, nullable=False),
+)
+
+projects = sa.Table(
+    "projects",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+workflows = sa.Table(
+    "workflows",
+    metadata,
+    sa.Column("project_id", sa.Text, sa.ForeignKey("projects.id"), primary_key=True),
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("fingerprint", sa.Text, nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("options", sa.Text, nullable=False),
+    sa.Column("retry", sa.Text, nullable=False),
+    sa.Column("max_recovery_attempts", sa.Integer, nullable=False),
+    sa.Column("first_seen_at", sa.BigInteger, nullable=False),
+    sa.Column("last_seen_at", sa.BigInteger, nullable=False),
+)
+
+executions = sa.Table(
+    "executions",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("project_id", sa.Text, sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("workflow_id", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("payload", sa.Text),
+    sa.Column("result", sa.Text),
+    sa.Column("error", sa.Text),
+    sa.Column("state", sa.Text),
+    # attempt counts claims; epoch is the fencing token, bumped on every claim
+    sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("epoch", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("worker_id", sa.Text),
+    sa.Column("failed_attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("crashed_attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("attempts", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("retry", sa.Text, nullable=False),
+    sa.Column("max_recovery_attempts", sa.Integer, nullable=False),
+    sa.Column("parent_id", sa.Text),
+    sa.Column("root_id", sa.Text),
+    sa.Column("parent_step_key", sa.Text),
+    sa.Column("idempotency_key", sa.Text),
+    sa.Column("queue", sa.Text),
+    sa.Column("concurrency_key", sa.Text),
+    sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("code_fingerprint", sa.Text),
+    sa.Column("code_changed", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("cancelled_by", sa.Text),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("started_at", sa.BigInteger),
+    sa.Column("completed_at", sa.BigInteger),
+    sa.Column("available_at", sa.BigInteger, nullable=False),
+    sa.Index("ux_executions_idempotency", "project_id", "idempotency_key", unique=True),
+    sa.Index(
+        "ix_executions_queued",
+        "project_id",
+        "priority",
+        "available_at",
+        sqlite_where=sa.text("status = 'queued'"),
+        postgresql_where=sa.text("status = 'queued'"),
+    ),
+    sa.Index(
+        "ix_executions_running_worker",
+        "worker_id",
+        sqlite_where=sa.text("status = 'running'"),
+        postgresql_where=sa.text("status = 'running'"),
+    ),
+    sa.Index("ix_executions_project_created", "project_id", "created_at", "id"),
+    sa.Index("ix_executions_project_status", "project_id", "status", "created_at"),
+    sa.Index("ix_executions_project_workflow", "project_id", "workflow_id", "created_at"),
+)
+
+steps = sa.Table(
+    "steps",
+    metadata,
+    sa.Column(
+        "execution_id",
+        sa.Text,
+        sa.ForeignKey("executions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("output", sa.Text),
+    sa.Column("output_type", sa.Text),
+    sa.Column("error", sa.Text),
+    sa.Column("state", sa.Text),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("started_at", sa.BigInteger),
+    sa.Column("completed_at", sa.BigInteger),
+)
+
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("project_id", sa.Text, sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("hostname", sa.Text, nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("orchestrator_id", sa.Text, nullable=False),
+    sa.Column("max_concurrent", sa.Integer, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("connected_at", sa.BigInteger, nullable=False),
+    sa.Column("last_heartbeat_at", sa.BigInteger, nullable=False),
+    sa.Column("lease_expires_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_workers_connected_lease", "status", "lease_expires_at"),
+)
+
+worker_workflows = sa.Table(
+    "worker_workflows",
+    metadata,
+    sa.Column(
+        "worker_id", sa.Text, sa.ForeignKey("workers.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("workflow_id", sa.Text, primary_key=True),
+    sa.Column("fingerprint", sa.Text, nullable=False),
+)

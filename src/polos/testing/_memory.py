@@ -1,0 +1,67 @@
+"""Run a workflow attempt against an in-memory step log (unit tests, determinism checks)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from polos.protocol import StepRecord
+from polos.sdk import AttemptInput, AttemptOutcome, LeaseLost, Workflow, run_attempt
+
+
+class MemoryRecorder:
+    """A :class:`~polos.sdk.StepRecorder` that keeps records in a list.
+
+    Attributes:
+        records: every record made durable so far, in order.
+        fence_after: raise :class:`~polos.sdk.LeaseLost` once this many records exist
+            (simulates losing the lease mid-run); ``None`` never fences.
+    """
+
+    def __init__(self, fence_after: int | None = None) -> None:
+        self.records: list[StepRecord] = []
+        self.fence_after = fence_after
+
+    async def record(self, records: list[StepRecord]) -> None:
+        """Keep ``records`` (or refuse them when fenced)."""
+        if self.fence_after is not None and len(self.records) + len(records) > self.fence_after:
+            raise LeaseLost("fenced by MemoryRecorder")
+        self.records.extend(records)
+
+
+async def run_once(
+    workflow: Workflow[Any],
+    payload: Any = None,
+    *,
+    history: Sequence[StepRecord] = (),
+    recorder: MemoryRecorder | None = None,
+    execution_id: str = "test-execution",
+    attempt: int = 1,
+    state: Any = None,
+) -> tuple[AttemptOutcome, MemoryRecorder]:
+    """Run one attempt of ``workflow`` in this process, with ``history`` as the recorded log."""
+    recorder = recorder or MemoryRecorder()
+    outcome = await run_attempt(
+        workflow,
+        AttemptInput(
+            execution_id=execution_id,
+            attempt=attempt,
+            payload=payload,
+            history=list(history),
+            state=state,
+            has_state=state is not None,
+        ),
+        recorder,
+    )
+    return outcome, recorder
+
+
+async def replay(workflow: Workflow[Any], payload: Any, history: Sequence[StepRecord]) -> AttemptOutcome:
+    """Replay ``workflow`` over a recorded ``history`` (e.g. from ``polos executions show --json``).
+
+    Use it in your own tests to check that changed workflow code still replays
+    old executions: a :class:`~polos.NonDeterminismError` shows up as a failed
+    outcome whose ``error.type`` is ``polos.errors.NonDeterminismError``.
+    """
+    outcome, _ = await run_once(workflow, payload, history=history, attempt=2)
+    return outcome

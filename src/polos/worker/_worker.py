@@ -1,0 +1,327 @@
+"""``Worker``: runs workflows for the orchestrator, from one process, outbound connections only."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from polos.client import PolosClient
+from polos.errors import ConfigurationError
+from polos.protocol import (
+    ActiveLease,
+    Cancel,
+    Complete,
+    ErrorInfo,
+    Fail,
+    Hello,
+    RecordStep,
+    Release,
+    StepRecord,
+    Task,
+    Welcome,
+)
+from polos.sdk import AttemptInput, LeaseLost, Workflow, run_attempt
+
+from ._channel import Channel
+
+log = logging.getLogger("polos.worker")
+
+
+@dataclass(eq=False)
+class _Running:
+    task: Task
+    job: asyncio.Task[None] | None = None
+    cancel_reason: str | None = None
+    released: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _ChannelRecorder:
+    """Makes step records durable through the channel, fenced by the attempt's epoch."""
+
+    def _builder(self, record: StepRecord) -> Callable[[int], RecordStep]:
+        return lambda req: RecordStep(
+            req=req, execution_id=self._execution_id, epoch=self._epoch, step=record
+        )
+
+    def __init__(self, channel: Channel, execution_id: str, epoch: int) -> None:
+        self._channel = channel
+        self._execution_id = execution_id
+        self._epoch = epoch
+
+    async def record(self, records: list[StepRecord]) -> None:
+        acks = await asyncio.gather(*(self._channel.request(self._builder(r)) for r in records))
+        if any(ack.code == "stale" for ack in acks):
+            raise LeaseLost(f"execution {self._execution_id} moved to another worker")
+
+
+class Worker:
+    """Runs workflows (and, later, agents and tools) for an orchestrator.
+
+    Args:
+        client: the :class:`~polos.PolosClient` whose URL, key and project to use.
+        workflows: the workflows this worker serves.
+        agents: agents this worker serves (they are workflows too).
+        tools: tools this worker serves.
+        max_concurrent: how many executions may run at once in this process.
+        name: a label shown in listings (default: host and pid).
+        shutdown_grace: seconds that in-flight executions get to finish on SIGTERM/SIGINT
+            before they are handed back to the orchestrator.
+    """
+
+    def __init__(
+        self,
+        client: PolosClient | None = None,
+        workflows: Iterable[Workflow[Any]] = (),
+        agents: Iterable[Workflow[Any]] = (),
+        tools: Iterable[Workflow[Any]] = (),
+        *,
+        max_concurrent: int = 100,
+        name: str | None = None,
+        shutdown_grace: float = 10.0,
+    ) -> None:
+        self.client = client or PolosClient()
+        self.workflows: dict[str, Workflow[Any]] = {}
+        for wf in [*workflows, *agents, *tools]:
+            if not isinstance(wf, Workflow):
+                raise ConfigurationError(f"{wf!r} is not a workflow: decorate it with @workflow")
+            if wf.id in self.workflows and self.workflows[wf.id] is not wf:
+                raise ConfigurationError(f"two different workflows share the id {wf.id!r}")
+            self.workflows[wf.id] = wf
+        if max_concurrent < 1:
+            raise ConfigurationError("max_concurrent must be at least 1")
+        self.max_concurrent = max_concurrent
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.shutdown_grace = shutdown_grace
+        self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._running: dict[str, _Running] = {}
+        self._background: set[asyncio.Future[None]] = set()
+        self._draining = False
+        self._stop: asyncio.Event | None = None
+        self._channel: Channel | None = None
+        self.completed = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        """Serve until SIGINT/SIGTERM (or :meth:`stop`), then shut down gracefully."""
+        if not logging.getLogger().handlers:
+            logging.basicConfig(
+                level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+            )
+        self._stop = asyncio.Event()
+        channel = Channel(
+            api_url=self.client.api_url,
+            project_id=self.client.project_id,
+            api_key=self.client.api_key,
+            make_hello=self._hello,
+            on_task=self._on_task,
+            on_cancel=self._on_cancel,
+            on_welcome=self._on_welcome,
+        )
+        self._channel = channel
+        self._install_signal_handlers()
+        log.info(
+            "worker %s serving %s (max %d at once); orchestrator %s",
+            self.worker_id,
+            ", ".join(sorted(self.workflows)) or "nothing",
+            self.max_concurrent,
+            self.client.api_url,
+        )
+        connection = asyncio.create_task(channel.run(), name="polos-channel")
+        stopper = asyncio.create_task(self._stop.wait())
+        try:
+            done, _ = await asyncio.wait({connection, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if connection in done:
+                connection.result()  # a fatal refusal: raise it
+                return
+            await self._shutdown()
+        finally:
+            stopper.cancel()
+            await channel.close()
+            connection.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await connection
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to shut down gracefully."""
+        if self._stop is not None:
+            self._stop.set()
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop)
+
+    async def _shutdown(self) -> None:
+        channel = self._channel
+        assert channel is not None
+        self._draining = True
+        log.info(
+            "shutting down: %d execution(s) in flight, %.0f s grace",
+            len(self._running),
+            self.shutdown_grace,
+        )
+        await channel.drain()
+        jobs = [r.job for r in self._running.values() if r.job is not None]
+        if jobs:
+            await asyncio.wait(jobs, timeout=self.shutdown_grace)
+        leftovers = list(self._running.values())
+        for running in leftovers:
+            running.cancel_reason = "shutdown"
+            if running.job is not None:
+                running.job.cancel()
+        if leftovers:
+            await asyncio.wait([r.job for r in leftovers if r.job is not None], timeout=5)
+        log.info("worker stopped")
+
+    # ------------------------------------------------------------------ channel callbacks
+
+    def _hello(self) -> Hello:
+        return Hello(
+            worker_id=self.worker_id,
+            name=self.name,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            max_concurrent=0 if self._draining else self.max_concurrent,
+            workflows=[wf.spec() for wf in self.workflows.values()],
+            active=[
+                ActiveLease(execution_id=k, epoch=r.task.epoch) for k, r in self._running.items()
+            ],
+        )
+
+    def _on_welcome(self, welcome: Welcome) -> None:
+        for execution_id in welcome.abandon:
+            running = self._running.get(execution_id)
+            if running is not None and running.job is not None:
+                log.warning(
+                    "execution %s moved to another worker while disconnected; dropping it",
+                    execution_id,
+                )
+                running.cancel_reason = "abandoned"
+                running.job.cancel()
+
+    def _on_task(self, task: Task) -> None:
+        if self._draining:
+            release = asyncio.ensure_future(self._release(task))
+            self._background.add(release)
+            release.add_done_callback(self._background.discard)
+            return
+        running = _Running(task)
+        self._running[task.execution_id] = running
+        running.job = asyncio.create_task(
+            self._execute(running), name=f"polos-exec-{task.execution_id}"
+        )
+
+    def _on_cancel(self, message: Cancel) -> None:
+        running = self._running.get(message.execution_id)
+        if running is not None and running.job is not None:
+            log.info("execution %s cancelled: %s", message.execution_id, message.reason)
+            running.cancel_reason = "cancelled"
+            running.job.cancel()
+
+    # ------------------------------------------------------------------ execution
+
+    async def _release(self, task: Task) -> None:
+        assert self._channel is not None
+        await self._channel.request(
+            lambda req: Release(req=req, execution_id=task.execution_id, epoch=task.epoch)
+        )
+
+    async def _execute(self, running: _Running) -> None:
+        task = running.task
+        channel = self._channel
+        assert channel is not None
+        try:
+            workflow = self.workflows.get(task.workflow_id)
+            if workflow is None:  # the orchestrator only sends registered workflows; be safe anyway
+                error = ErrorInfo(
+                    type="polos.WorkflowNotFound",
+                    message=f"worker does not serve {task.workflow_id!r}",
+                )
+                await channel.request(
+                    lambda req: Fail(
+                        req=req,
+                        execution_id=task.execution_id,
+                        epoch=task.epoch,
+                        error=error,
+                        retryable=False,
+                    )
+                )
+                return
+            outcome = await run_attempt(
+                workflow,
+                AttemptInput(
+                    execution_id=task.execution_id,
+                    attempt=task.attempt,
+                    payload=task.payload,
+                    history=task.history,
+                    state=task.state,
+                    has_state=task.has_state,
+                    parent_id=task.parent_id,
+                    root_id=task.root_id,
+                    created_at=task.created_at,
+                    code_fingerprint=task.code_fingerprint,
+                ),
+                _ChannelRecorder(channel, task.execution_id, task.epoch),
+            )
+            if outcome.completed:
+                ack = await channel.request(
+                    lambda req: Complete(
+                        req=req,
+                        execution_id=task.execution_id,
+                        epoch=task.epoch,
+                        result=outcome.result,
+                        has_state=outcome.has_state,
+                        state=outcome.state,
+                    )
+                )
+                self.completed += 1
+            else:
+                assert outcome.error is not None
+                if task.attempt == 1 or outcome.retryable:
+                    log.info(
+                        "execution %s raised %s: %s",
+                        task.execution_id,
+                        outcome.error.type,
+                        outcome.error.message,
+                    )
+                ack = await channel.request(
+                    lambda req: Fail(
+                        req=req,
+                        execution_id=task.execution_id,
+                        epoch=task.epoch,
+                        error=outcome.error,
+                        retryable=outcome.retryable,
+                        has_state=outcome.has_state,
+                        state=outcome.state,
+                    )
+                )
+            if ack.code == "stale":
+                log.warning(
+                    "execution %s: result refused, the lease moved to another worker",
+                    task.execution_id,
+                )
+        except LeaseLost as exc:
+            log.warning("execution %s stopped: %s", task.execution_id, exc)
+        except asyncio.CancelledError:
+            if running.cancel_reason == "shutdown":
+                # Hand it back at once so another worker picks it up without waiting for a lease.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._release(task), timeout=3)
+        except Exception:
+            log.exception("execution %s: unexpected worker error", task.execution_id)
+        finally:
+            self._running.pop(task.execution_id, None)
