@@ -247,3 +247,42 @@ async def workers(ctx: click.Context) -> None:
             ", ".join(w.workflows),
         )
     console.print(table)
+
+
+if __name__ == "__main__":
+    main()
+
+
+@main.command()
+@click.argument("target")
+@click.option(
+    "--max-concurrent",
+    type=click.IntRange(1, 100_000),
+    help="Override the worker's max_concurrent.",
+)
+@click.pass_context
+def worker(ctx: click.Context, target: str, max_concurrent: int | None) -> None:
+    """Run the worker defined in TARGET (a file.py or module[:attribute]).
+
+    TARGET may define a ``Worker`` (used as is) or only ``@workflow`` functions
+    (served by a new worker).
+    """
+    import asyncio
+
+    from polos.worker import Worker
+
+    from ._loader import LoadError, load_worker
+
+    obj: dict[str, Any] = ctx.obj
+    client = PolosClient(obj["api_url"], obj["api_key"], obj["project_id"])
+    try:
+        instance: Worker = load_worker(target, client, max_concurrent)
+    except LoadError as exc:
+        fail(str(exc))
+        return
+    try:
+        asyncio.run(instance.run())
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:  # a fatal refusal by the orchestrator, for instance
+        fail(f"worker stopped: {exc}")

@@ -160,3 +160,7 @@ def migrate(database_url: str | None) -> None:
         fail(str(exc))
     except OSError as exc:
         fail(f"cannot open the database: {exc}")
+
+
+if __name__ == "__main__":
+    main()

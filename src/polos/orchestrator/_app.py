@@ -125,6 +125,13 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
             405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}"
         )
 
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(
+            500, "internal", f"internal error ({type(exc).__name__}); see the orchestrator log"
+        )
+
     @app.get("/health", response_model=Health, tags=["health"])
     async def health(request: Request) -> Health:
         runtime: OrchestratorRuntime = request.app.state.runtime

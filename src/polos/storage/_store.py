@@ -364,18 +364,12 @@ class Store:
         """Known workers of a project, most recently connected first."""
 
         async def go(conn: AsyncConnection) -> list[WorkerInfo]:
-            running: dict[str, int] = dict(
-                (
-                    await conn.execute(
-                        sa.select(t.executions.c.worker_id, sa.func.count())
-                        .where(
-                            t.executions.c.project_id == project_id,
-                            t.executions.c.status == RUNNING,
-                        )
-                        .group_by(t.executions.c.worker_id)
-                    )
-                ).tuples()
+            counts = await conn.execute(
+                sa.select(t.executions.c.worker_id, sa.func.count())
+                .where(t.executions.c.project_id == project_id, t.executions.c.status == RUNNING)
+                .group_by(t.executions.c.worker_id)
             )
+            running: dict[str, int] = {wid: n for wid, n in counts.all()}
             wf_rows = (
                 await conn.execute(
                     sa.select(t.worker_workflows.c.worker_id, t.worker_workflows.c.workflow_id)

@@ -56,7 +56,9 @@ async def run_once(
     return outcome, recorder
 
 
-async def replay(workflow: Workflow[Any], payload: Any, history: Sequence[StepRecord]) -> AttemptOutcome:
+async def replay(
+    workflow: Workflow[Any], payload: Any, history: Sequence[StepRecord]
+) -> AttemptOutcome:
     """Replay ``workflow`` over a recorded ``history`` (e.g. from ``polos executions show --json``).
 
     Use it in your own tests to check that changed workflow code still replays
