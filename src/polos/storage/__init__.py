@@ -38,22 +38,22 @@ DEFAULT_SQLITE_PATH = Path.home() / ".polos" / "polos.db"
 
 
 def normalize_url(url: str | None) -> str:
-    """Turn a user-facing database URL into an async SQLAlchemy URL.
+    """Turn a user-facing database URL into the SQLAlchemy URL the store uses.
 
     Accepts ``sqlite:///relative.db``, ``sqlite:////abs/path.db``, a bare file
     path, ``postgresql://...`` and ``postgres://...``.
     """
     if not url:
-        return f"sqlite+aiosqlite:///{DEFAULT_SQLITE_PATH}"
-    if url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+        return f"sqlite:///{DEFAULT_SQLITE_PATH}"
+    if url.startswith("sqlite+aiosqlite://"):
+        return "sqlite://" + url[len("sqlite+aiosqlite://") :]
+    if url.startswith(("sqlite://", "postgresql+psycopg://")):
         return url
-    if url.startswith("sqlite://"):
-        return "sqlite+aiosqlite://" + url[len("sqlite://") :]
-    for prefix in ("postgresql://", "postgres://", "postgresql+psycopg://"):
+    for prefix in ("postgresql://", "postgres://", "postgresql+asyncpg://"):
         if url.startswith(prefix):
-            return "postgresql+asyncpg://" + url[len(prefix) :]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     if "://" not in url:
-        return f"sqlite+aiosqlite:///{Path(url).expanduser().resolve()}"
+        return f"sqlite:///{Path(url).expanduser().resolve()}"
     raise ConfigurationError(
         f"unsupported database URL {url!r}: use sqlite:///path.db or postgresql://user@host/db"
     )
@@ -72,14 +72,14 @@ def describe_url(url: str) -> str:
 async def open_store(url: str | None = None, *, run_migrations: bool = True) -> Store:
     """Connect to the database at ``url`` and (by default) migrate it."""
     full = normalize_url(url)
-    if full.startswith("sqlite+aiosqlite://"):
+    if full.startswith("sqlite://"):
         from . import _sqlite
 
         write, read = _sqlite.create_engines(full)
         dialect = _sqlite.DIALECT
     else:
         try:
-            import asyncpg  # noqa: F401
+            import psycopg  # noqa: F401
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise ConfigurationError(
                 "PostgreSQL needs the 'postgres' extra: pip install 'polos[postgres]'"
@@ -91,7 +91,7 @@ async def open_store(url: str | None = None, *, run_migrations: bool = True) -> 
     store = Store(full, write, read, dialect)
     if run_migrations:
         try:
-            await migrate(write, dialect.name)
+            await store.write_engine_call(lambda engine: migrate(engine, dialect.name))
         except Exception:
             await store.close()
             raise

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.engine import Connection, Engine
 
 from polos.protocol import now_ms
 
@@ -45,27 +45,26 @@ def migrations(dialect: str) -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
-async def _applied(conn: AsyncConnection) -> set[int]:
-    await conn.run_sync(lambda sync: t.schema_migrations.create(sync, checkfirst=True))
-    rows = await conn.scalars(sa.select(t.schema_migrations.c.version))
-    return set(rows.all())
+def _applied(conn: Connection) -> set[int]:
+    t.schema_migrations.create(conn, checkfirst=True)
+    return set(conn.scalars(sa.select(t.schema_migrations.c.version)).all())
 
 
-async def migrate(engine: AsyncEngine, dialect: str) -> list[int]:
-    """Apply every pending migration. Returns the versions applied now."""
+def migrate(engine: Engine, dialect: str) -> list[int]:
+    """Apply every pending migration (blocking). Returns the versions applied now."""
     done: list[int] = []
-    async with engine.begin() as conn:
-        applied = await _applied(conn)
+    with engine.begin() as conn:
+        applied = _applied(conn)
     for migration in migrations(dialect):
         if migration.version in applied:
             continue
-        async with engine.begin() as conn:
+        with engine.begin() as conn:
             # Re-check inside the transaction: another process may have migrated meanwhile.
-            if migration.version in await _applied(conn):
+            if migration.version in _applied(conn):
                 continue
             for statement in migration.statements():
-                await conn.exec_driver_sql(statement)
-            await conn.execute(
+                conn.exec_driver_sql(statement)
+            conn.execute(
                 t.schema_migrations.insert().values(
                     version=migration.version, name=migration.name, applied_at=now_ms()
                 )

@@ -5,18 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.engine import Engine
 
 from ._store import Dialect
 
 DIALECT = Dialect(name="sqlite", lock_rows="", skip_locked="")
 
 
-def _configure(engine: AsyncEngine, *, immediate: bool, synchronous: str) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+def _configure(engine: Engine, *, immediate: bool, synchronous: str) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # Let SQLAlchemy's "begin" event below decide how transactions start.
+        # Let the "begin" event below decide how transactions start.
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -26,7 +27,7 @@ def _configure(engine: AsyncEngine, *, immediate: bool, synchronous: str) -> Non
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         # IMMEDIATE takes the write lock up front, so a read-then-write transaction
         # can never fail half-way with SQLITE_BUSY (the fencing check relies on it).
@@ -34,21 +35,26 @@ def _configure(engine: AsyncEngine, *, immediate: bool, synchronous: str) -> Non
 
 
 def sqlite_file(url: str) -> Path | None:
-    """The file behind a ``sqlite+aiosqlite:///`` URL (``None`` for in-memory)."""
+    """The file behind a ``sqlite:///`` URL (``None`` for in-memory)."""
     path = url.split(":///", 1)[1] if ":///" in url else ""
     if not path or path == ":memory:":
         return None
     return Path(path)
 
 
-def create_engines(url: str, *, synchronous: str = "FULL") -> tuple[AsyncEngine, AsyncEngine]:
+def create_engines(url: str, *, synchronous: str = "FULL") -> tuple[Engine, Engine]:
     """A single-connection write engine and a small read pool over the same file."""
     path = sqlite_file(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
+    connect_args = {"check_same_thread": False, "timeout": 30}
     # One writer connection: all writes are serialised (and batched) by the orchestrator anyway.
-    write = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
+    write = sa.create_engine(
+        url, pool_size=1, max_overflow=0, pool_timeout=60, connect_args=connect_args
+    )
     _configure(write, immediate=True, synchronous=synchronous)
-    read = create_async_engine(url, pool_size=4, max_overflow=4, pool_timeout=60)
+    read = sa.create_engine(
+        url, pool_size=4, max_overflow=4, pool_timeout=60, connect_args=connect_args
+    )
     _configure(read, immediate=False, synchronous=synchronous)
     return write, read

@@ -8,13 +8,15 @@ that concurrent workflows share one transaction.
 
 from __future__ import annotations
 
+import asyncio
 import random
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.engine import Connection, Engine
 
 from polos.protocol import (
     AttemptInfo,
@@ -85,44 +87,64 @@ class Store:
     def __init__(
         self,
         url: str,
-        write_engine: AsyncEngine,
-        read_engine: AsyncEngine,
+        write_engine: Engine,
+        read_engine: Engine,
         dialect: Dialect,
+        *,
+        read_threads: int = 4,
     ) -> None:
         self.url = url
         self.dialect = dialect
         self._write_engine = write_engine
         self._read_engine = read_engine
+        # Blocking drivers on threads: one writer thread (SQLite has one writer; writes are
+        # batched anyway) and a few readers. Measured on SQLite, this costs two thread hops
+        # per transaction, where the asyncio bridge (greenlet + aiosqlite) cost ~1.4 ms.
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="polos-db-write")
+        self._readers = ThreadPoolExecutor(read_threads, thread_name_prefix="polos-db-read")
 
     # ------------------------------------------------------------------ plumbing
 
     async def close(self) -> None:
-        """Dispose of every pooled connection."""
-        await self._write_engine.dispose()
+        """Dispose of every pooled connection and stop the database threads."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._writer, self._write_engine.dispose)
         if self._read_engine is not self._write_engine:
-            await self._read_engine.dispose()
+            await loop.run_in_executor(self._readers, self._read_engine.dispose)
+        self._writer.shutdown(wait=False)
+        self._readers.shutdown(wait=False)
 
-    async def write(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        """Run ``fn`` in one write transaction."""
-        async with self._write_engine.begin() as conn:
-            return await fn(conn)
+    def _in_write_tx(self, fn: Callable[[Connection], T]) -> T:
+        with self._write_engine.begin() as conn:
+            return fn(conn)
 
-    async def read(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        """Run ``fn`` on a read connection."""
-        async with self._read_engine.connect() as conn:
-            return await fn(conn)
+    def _in_read(self, fn: Callable[[Connection], T]) -> T:
+        with self._read_engine.connect() as conn:
+            return fn(conn)
+
+    async def write_engine_call(self, fn: Callable[[Engine], T]) -> T:
+        """Run ``fn(write_engine)`` on the writer thread (migrations manage their own transactions)."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._writer, fn, self._write_engine
+        )
+
+    async def write(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn`` in one write transaction, on the writer thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._writer, self._in_write_tx, fn)
+
+    async def read(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn`` on a read connection, on a reader thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._readers, self._in_read, fn)
 
     # ------------------------------------------------------------------ projects
 
     async def ensure_project(self, project_id: str, name: str) -> None:
         """Create the project if it does not exist."""
 
-        async def go(conn: AsyncConnection) -> None:
-            exists = await conn.scalar(
-                sa.select(t.projects.c.id).where(t.projects.c.id == project_id)
-            )
+        def go(conn: Connection) -> None:
+            exists = conn.scalar(sa.select(t.projects.c.id).where(t.projects.c.id == project_id))
             if exists is None:
-                await conn.execute(
+                conn.execute(
                     t.projects.insert().values(id=project_id, name=name, created_at=now_ms())
                 )
 
@@ -131,8 +153,8 @@ class Store:
     async def project_exists(self, project_id: str) -> bool:
         """Whether a project with this id exists."""
 
-        async def go(conn: AsyncConnection) -> bool:
-            row = await conn.scalar(sa.select(t.projects.c.id).where(t.projects.c.id == project_id))
+        def go(conn: Connection) -> bool:
+            row = conn.scalar(sa.select(t.projects.c.id).where(t.projects.c.id == project_id))
             return row is not None
 
         return await self.read(go)
@@ -162,7 +184,7 @@ class Store:
         """
         now = now_ms()
 
-        async def go(conn: AsyncConnection) -> list[str]:
+        def go(conn: Connection) -> list[str]:
             for spec in workflows:
                 values = {
                     "kind": spec.kind,
@@ -173,13 +195,13 @@ class Store:
                     "max_recovery_attempts": spec.max_recovery_attempts,
                     "last_seen_at": now,
                 }
-                updated = await conn.execute(
+                updated = conn.execute(
                     t.workflows.update()
                     .where(t.workflows.c.project_id == project_id, t.workflows.c.id == spec.id)
                     .values(**values)
                 )
                 if updated.rowcount == 0:
-                    await conn.execute(
+                    conn.execute(
                         t.workflows.insert().values(
                             project_id=project_id, id=spec.id, first_seen_at=now, **values
                         )
@@ -195,18 +217,18 @@ class Store:
                 "last_heartbeat_at": now,
                 "lease_expires_at": now + lease_ms,
             }
-            updated = await conn.execute(
+            updated = conn.execute(
                 t.workers.update().where(t.workers.c.id == worker_id).values(**worker_values)
             )
             if updated.rowcount == 0:
-                await conn.execute(
+                conn.execute(
                     t.workers.insert().values(id=worker_id, connected_at=now, **worker_values)
                 )
-            await conn.execute(
+            conn.execute(
                 t.worker_workflows.delete().where(t.worker_workflows.c.worker_id == worker_id)
             )
             if workflows:
-                await conn.execute(
+                conn.execute(
                     t.worker_workflows.insert(),
                     [
                         {"worker_id": worker_id, "workflow_id": s.id, "fingerprint": s.fingerprint}
@@ -214,7 +236,7 @@ class Store:
                     ],
                 )
             rows = (
-                await conn.execute(
+                conn.execute(
                     sa.select(t.executions.c.id, t.executions.c.epoch).where(
                         t.executions.c.worker_id == worker_id, t.executions.c.status == RUNNING
                     )
@@ -224,7 +246,7 @@ class Store:
             abandon = [eid for eid, epoch in active.items() if owned.get(eid) != epoch]
             lost = [eid for eid in owned if eid not in active]
             if lost:
-                await self._requeue(conn, lost, outcome="crashed", now=now)
+                self._requeue(conn, lost, outcome="crashed", now=now)
             return abandon
 
         return await self.write(go)
@@ -234,8 +256,8 @@ class Store:
         if not beats:
             return
 
-        async def go(conn: AsyncConnection) -> None:
-            await conn.execute(
+        def go(conn: Connection) -> None:
+            conn.execute(
                 t.workers.update()
                 .where(t.workers.c.id == sa.bindparam("wid"), t.workers.c.status == "connected")
                 .values(
@@ -251,8 +273,8 @@ class Store:
         """Give every connected worker a fresh lease (start-up grace after an orchestrator restart)."""
         until = now_ms() + lease_ms
 
-        async def go(conn: AsyncConnection) -> None:
-            await conn.execute(
+        def go(conn: Connection) -> None:
+            conn.execute(
                 t.workers.update()
                 .where(t.workers.c.status == "connected", t.workers.c.lease_expires_at < until)
                 .values(lease_expires_at=until)
@@ -270,23 +292,23 @@ class Store:
         """
         now = now_ms()
 
-        async def go(conn: AsyncConnection) -> list[Transition]:
+        def go(conn: Connection) -> list[Transition]:
             query = t.workers.update().where(
                 t.workers.c.id == worker_id, t.workers.c.status == "connected"
             )
             if orchestrator_id is not None:
                 query = query.where(t.workers.c.orchestrator_id == orchestrator_id)
-            marked = await conn.execute(query.values(status="gone", lease_expires_at=now))
+            marked = conn.execute(query.values(status="gone", lease_expires_at=now))
             if marked.rowcount == 0:
                 return []
             ids = (
-                await conn.scalars(
+                conn.scalars(
                     sa.select(t.executions.c.id).where(
                         t.executions.c.worker_id == worker_id, t.executions.c.status == RUNNING
                     )
                 )
             ).all()
-            return await self._requeue(
+            return self._requeue(
                 conn, list(ids), outcome="released" if graceful else "crashed", now=now
             )
 
@@ -296,8 +318,8 @@ class Store:
         """Workers still marked connected whose lease has lapsed."""
         now = now_ms()
 
-        async def go(conn: AsyncConnection) -> list[str]:
-            rows = await conn.scalars(
+        def go(conn: Connection) -> list[str]:
+            rows = conn.scalars(
                 sa.select(t.workers.c.id).where(
                     t.workers.c.status == "connected", t.workers.c.lease_expires_at < now
                 )
@@ -306,15 +328,15 @@ class Store:
 
         return await self.read(go)
 
-    async def _requeue(
-        self, conn: AsyncConnection, ids: Sequence[str], *, outcome: str, now: int
+    def _requeue(
+        self, conn: Connection, ids: Sequence[str], *, outcome: str, now: int
     ) -> list[Transition]:
         """Put running executions back in the queue after a crash or a release."""
         transitions: list[Transition] = []
         if not ids:
             return transitions
         rows = (
-            await conn.execute(
+            conn.execute(
                 sa.text(
                     "SELECT id, epoch, attempt, worker_id, crashed_attempts, max_recovery_attempts, attempts "
                     "FROM executions WHERE status = 'running' AND id IN :ids"
@@ -353,7 +375,7 @@ class Store:
             else:
                 values.update(status=QUEUED, available_at=now)
                 transitions.append(Transition(row["id"], QUEUED))
-            await conn.execute(
+            conn.execute(
                 t.executions.update()
                 .where(t.executions.c.id == row["id"], t.executions.c.epoch == row["epoch"])
                 .values(**values)
@@ -363,15 +385,15 @@ class Store:
     async def list_workers(self, project_id: str) -> list[WorkerInfo]:
         """Known workers of a project, most recently connected first."""
 
-        async def go(conn: AsyncConnection) -> list[WorkerInfo]:
-            counts = await conn.execute(
+        def go(conn: Connection) -> list[WorkerInfo]:
+            counts = conn.execute(
                 sa.select(t.executions.c.worker_id, sa.func.count())
                 .where(t.executions.c.project_id == project_id, t.executions.c.status == RUNNING)
                 .group_by(t.executions.c.worker_id)
             )
             running: dict[str, int] = {wid: n for wid, n in counts.all()}
             wf_rows = (
-                await conn.execute(
+                conn.execute(
                     sa.select(t.worker_workflows.c.worker_id, t.worker_workflows.c.workflow_id)
                     .join(t.workers, t.workers.c.id == t.worker_workflows.c.worker_id)
                     .where(t.workers.c.project_id == project_id)
@@ -381,7 +403,7 @@ class Store:
             for wid, wf in wf_rows:
                 wfs.setdefault(wid, []).append(wf)
             rows = (
-                await conn.execute(
+                conn.execute(
                     sa.select(t.workers)
                     .where(t.workers.c.project_id == project_id)
                     .order_by(t.workers.c.connected_at.desc())
@@ -410,9 +432,9 @@ class Store:
     async def list_workflows(self, project_id: str) -> list[WorkflowInfo]:
         """Workflows registered in a project."""
 
-        async def go(conn: AsyncConnection) -> list[WorkflowInfo]:
+        def go(conn: Connection) -> list[WorkflowInfo]:
             rows = (
-                await conn.execute(
+                conn.execute(
                     sa.select(t.workflows)
                     .where(t.workflows.c.project_id == project_id)
                     .order_by(t.workflows.c.id)
@@ -438,10 +460,10 @@ class Store:
     async def get_execution(self, project_id: str, execution_id: str) -> Execution | None:
         """One execution of a project, or ``None``."""
 
-        async def go(conn: AsyncConnection) -> Execution | None:
+        def go(conn: Connection) -> Execution | None:
             row = (
                 (
-                    await conn.execute(
+                    conn.execute(
                         sa.select(t.executions).where(
                             t.executions.c.id == execution_id,
                             t.executions.c.project_id == project_id,
@@ -458,9 +480,9 @@ class Store:
     async def list_steps(self, execution_id: str) -> list[StepRecord]:
         """An execution's step log in recording order."""
 
-        async def go(conn: AsyncConnection) -> list[StepRecord]:
+        def go(conn: Connection) -> list[StepRecord]:
             rows = (
-                await conn.execute(
+                conn.execute(
                     sa.select(t.steps)
                     .where(t.steps.c.execution_id == execution_id)
                     .order_by(t.steps.c.seq)
@@ -497,8 +519,8 @@ class Store:
             )
         query = query.order_by(ex.c.created_at.desc(), ex.c.id.desc()).limit(limit + 1)
 
-        async def go(conn: AsyncConnection) -> tuple[list[Execution], tuple[int, str] | None]:
-            rows = (await conn.execute(query)).mappings().all()
+        def go(conn: Connection) -> tuple[list[Execution], tuple[int, str] | None]:
+            rows = (conn.execute(query)).mappings().all()
             items = [execution_from_row(r) for r in rows[:limit]]
             next_cursor = (items[-1].created_at, items[-1].id) if len(rows) > limit else None
             return items, next_cursor
@@ -508,8 +530,8 @@ class Store:
     async def next_available_at(self) -> int | None:
         """Earliest ``available_at`` among queued executions (to sleep until then)."""
 
-        async def go(conn: AsyncConnection) -> int | None:
-            value = await conn.scalar(
+        def go(conn: Connection) -> int | None:
+            value = conn.scalar(
                 sa.select(sa.func.min(t.executions.c.available_at)).where(
                     t.executions.c.status == QUEUED
                 )
@@ -523,8 +545,8 @@ class Store:
         if not ids:
             return {}
 
-        async def go(conn: AsyncConnection) -> dict[str, str]:
-            rows = await conn.execute(
+        def go(conn: Connection) -> dict[str, str]:
+            rows = conn.execute(
                 sa.select(t.executions.c.id, t.executions.c.status).where(
                     t.executions.c.id.in_(list(ids)),
                     t.executions.c.status.in_(["completed", "failed", "cancelled"]),
@@ -557,7 +579,7 @@ class Store:
                 outcome.results.append(exc)
         return outcome
 
-    async def _apply(self, conn: AsyncConnection, ops: Sequence[WriteOp]) -> BatchOutcome:
+    def _apply(self, conn: Connection, ops: Sequence[WriteOp]) -> BatchOutcome:
         now = now_ms()
         results: list[WriteResult | BaseException | None] = [None] * len(ops)
         transitions: list[Transition] = []
@@ -570,7 +592,7 @@ class Store:
         }
         leases: dict[str, tuple[int, str]] = {}
         if fenced_ids:
-            rows = await conn.execute(
+            rows = conn.execute(
                 sa.text(
                     "SELECT id, epoch, status FROM executions WHERE id IN :ids"
                     + self.dialect.lock_rows
@@ -607,19 +629,19 @@ class Store:
                     # A resend of a complete that was applied before a reconnect is fine.
                     results[i] = OK if holds(op.execution_id, op.epoch, "completed") else STALE
             elif isinstance(op, FailOp | ReleaseOp):
-                results[i] = await self._end_attempt(conn, op, holds, leases, transitions, now)
+                results[i] = self._end_attempt(conn, op, holds, leases, transitions, now)
             elif isinstance(op, CreateExecution):
-                results[i] = await self._create(conn, op, now)
+                results[i] = self._create(conn, op, now)
             elif isinstance(op, ClaimOp):
-                results[i] = await self._claim(conn, op, now)
+                results[i] = self._claim(conn, op, now)
             elif isinstance(op, CancelOp):
-                cancelled = await self._cancel(conn, op, now)
+                cancelled = self._cancel(conn, op, now)
                 if cancelled.changed:
                     transitions.append(Transition(op.execution_id, "cancelled"))
                 results[i] = cancelled
 
         if step_rows:
-            await conn.execute(
+            conn.execute(
                 sa.text(
                     "INSERT INTO steps (execution_id, key, seq, kind, output, output_type, error, state, "
                     "attempts, started_at, completed_at) VALUES (:execution_id, :key, :seq, :kind, "
@@ -629,12 +651,12 @@ class Store:
                 step_rows,
             )
         if state_rows:
-            await conn.execute(
+            conn.execute(
                 sa.text("UPDATE executions SET state = :state, updated_at = :now WHERE id = :eid"),
                 state_rows,
             )
         if complete_rows:
-            await conn.execute(
+            conn.execute(
                 sa.text(
                     "UPDATE executions SET status = 'completed', result = :result, "
                     "state = COALESCE(:state, state), completed_at = :now, updated_at = :now, "
@@ -675,9 +697,9 @@ class Store:
             state_rows.append({"eid": op.execution_id, "state": dumps(step.state), "now": now})
         return OK
 
-    async def _end_attempt(
+    def _end_attempt(
         self,
-        conn: AsyncConnection,
+        conn: Connection,
         op: FailOp | ReleaseOp,
         holds: Callable[..., bool],
         leases: dict[str, tuple[int, str]],
@@ -689,21 +711,21 @@ class Store:
             resent = isinstance(op, FailOp) and holds(op.execution_id, op.epoch, "failed", QUEUED)
             return OK if resent else STALE
         if isinstance(op, FailOp):
-            status = await self._fail(conn, op, now)
+            status = self._fail(conn, op, now)
             if status == "failed":
                 transitions.append(Transition(op.execution_id, "failed"))
         else:
-            await self._requeue(conn, [op.execution_id], outcome="released", now=now)
+            self._requeue(conn, [op.execution_id], outcome="released", now=now)
             status = QUEUED
         leases[op.execution_id] = (op.epoch, status)
         return OK
 
-    async def _create(self, conn: AsyncConnection, op: CreateExecution, now: int) -> Created | str:
+    def _create(self, conn: Connection, op: CreateExecution, now: int) -> Created | str:
         ex = t.executions
         if op.idempotency_key is not None:
             row = (
                 (
-                    await conn.execute(
+                    conn.execute(
                         sa.select(ex).where(
                             ex.c.project_id == op.project_id,
                             ex.c.idempotency_key == op.idempotency_key,
@@ -716,7 +738,7 @@ class Store:
             if row is not None:
                 return Created(execution_from_row(row), created=False)
         wf = (
-            await conn.execute(
+            conn.execute(
                 sa.select(t.workflows.c.retry, t.workflows.c.max_recovery_attempts).where(
                     t.workflows.c.project_id == op.project_id, t.workflows.c.id == op.workflow_id
                 )
@@ -745,7 +767,7 @@ class Store:
             "updated_at": now,
             "available_at": now,
         }
-        await conn.execute(ex.insert().values(**values))
+        conn.execute(ex.insert().values(**values))
         execution = Execution(
             id=execution_id,
             project_id=op.project_id,
@@ -766,14 +788,14 @@ class Store:
         )
         return Created(execution, created=True)
 
-    async def _claim(self, conn: AsyncConnection, op: ClaimOp, now: int) -> list[Task]:
+    def _claim(self, conn: Connection, op: ClaimOp, now: int) -> list[Task]:
         fingerprint = (
             "(SELECT ww.fingerprint FROM worker_workflows ww "
             "WHERE ww.worker_id = :w AND ww.workflow_id = executions.workflow_id)"
         )
         rows = (
             (
-                await conn.execute(
+                conn.execute(
                     sa.text(
                         "UPDATE executions SET status = 'running', worker_id = :w, epoch = epoch + 1, "
                         "attempt = attempt + 1, updated_at = :now, started_at = COALESCE(started_at, :now), "
@@ -800,7 +822,7 @@ class Store:
         history: dict[str, list[StepRecord]] = {}
         replays = [r["id"] for r in rows if r["epoch"] > 1]
         if replays:
-            step_rows = await conn.execute(
+            step_rows = conn.execute(
                 sa.select(t.steps)
                 .where(t.steps.c.execution_id.in_(replays))
                 .order_by(t.steps.c.execution_id, t.steps.c.seq)
@@ -825,11 +847,11 @@ class Store:
             for r in sorted(rows, key=lambda r: r["id"])
         ]
 
-    async def _fail(self, conn: AsyncConnection, op: FailOp, now: int) -> str:
+    def _fail(self, conn: Connection, op: FailOp, now: int) -> str:
         ex = t.executions
         row = (
             (
-                await conn.execute(
+                conn.execute(
                     sa.select(
                         ex.c.attempt,
                         ex.c.worker_id,
@@ -864,7 +886,7 @@ class Store:
             values["state"] = op.state_json
         if op.retryable and failed < policy.max_attempts:
             # A workflow retry re-runs the steps that failed; completed steps stay recorded.
-            await conn.execute(
+            conn.execute(
                 t.steps.delete().where(
                     t.steps.c.execution_id == op.execution_id, t.steps.c.error.is_not(None)
                 )
@@ -874,16 +896,16 @@ class Store:
         else:
             values.update(status="failed", error=op.error.model_dump_json(), completed_at=now)
             status = "failed"
-        await conn.execute(
+        conn.execute(
             ex.update().where(ex.c.id == op.execution_id, ex.c.epoch == op.epoch).values(**values)
         )
         return status
 
-    async def _cancel(self, conn: AsyncConnection, op: CancelOp, now: int) -> Cancelled:
+    def _cancel(self, conn: Connection, op: CancelOp, now: int) -> Cancelled:
         ex = t.executions
         row = (
             (
-                await conn.execute(
+                conn.execute(
                     sa.select(ex).where(
                         ex.c.id == op.execution_id, ex.c.project_id == op.project_id
                     )
@@ -906,7 +928,7 @@ class Store:
                 type="polos.ExecutionCancelled", message=f"cancelled by {op.cancelled_by}"
             ).model_dump_json(),
         }
-        await conn.execute(ex.update().where(ex.c.id == op.execution_id).values(**values))
+        conn.execute(ex.update().where(ex.c.id == op.execution_id).values(**values))
         merged = dict(row)
         merged.update(values)
         return Cancelled(

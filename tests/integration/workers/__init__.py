@@ -1,0 +1,1 @@
+"""Worker scripts started as real processes by the integration tests."""
