@@ -4,6 +4,7 @@
 PolosError(Exception)
 ├── ConfigurationError            bad settings, bad decorator arguments, bad URLs
 ├── SerializationError            a value cannot be turned into JSON (or back)
+├── StorageError                  the database failed or cannot be reached
 ├── ApiError                      the orchestrator answered with an error (status, code)
 │   ├── ExecutionNotFoundError    unknown execution id (404)
 │   └── WorkflowNotFoundError     unknown workflow id (404)
@@ -41,6 +42,7 @@ __all__ = [
     "PolosError",
     "SerializationError",
     "StepExecutionError",
+    "StorageError",
     "TimeoutError",
     "WorkflowCancelledError",
     "WorkflowFailedError",
@@ -58,6 +60,10 @@ class ConfigurationError(PolosError):
 
 class SerializationError(PolosError):
     """A value could not be serialised to JSON, or rebuilt from it."""
+
+
+class StorageError(PolosError):
+    """The database failed, refused a statement, or cannot be reached."""
 
 
 class ApiError(PolosError):

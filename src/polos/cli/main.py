@@ -122,8 +122,9 @@ async def list_executions(
         console.print_json(page.model_dump_json())
         return
     table = Table(box=None, header_style="bold")
-    for column in ("ID", "WORKFLOW", "STATUS", "ATTEMPT", "CREATED", "DURATION"):
-        table.add_column(column)
+    table.add_column("ID", no_wrap=True, min_width=36)
+    for column in ("WORKFLOW", "STATUS", "ATTEMPT", "CREATED", "DURATION"):
+        table.add_column(column, overflow="fold")
     for e in page.items:
         table.add_row(
             e.id,
@@ -235,8 +236,9 @@ async def workers(ctx: click.Context) -> None:
     async with _client(ctx) as client:
         items = await client.list_workers()
     table = Table(box=None, header_style="bold")
-    for column in ("ID", "STATUS", "RUNNING", "MAX", "LAST HEARTBEAT", "WORKFLOWS"):
-        table.add_column(column)
+    table.add_column("ID", no_wrap=True)
+    for column in ("STATUS", "RUNNING", "MAX", "LAST HEARTBEAT", "WORKFLOWS"):
+        table.add_column(column, overflow="fold")
     for w in items:
         table.add_row(
             w.id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import sys
 
 import click
@@ -92,6 +93,18 @@ def start(
     except PolosError as exc:
         fail(str(exc))
         return
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        fail(f"could not start on {host}:{port}: {exc.strerror or exc}")
+        return
+    try:
+        asyncio.run(_check_database(settings.database_url))
+    except PolosError as exc:
+        fail(str(exc))
+        return
     base = f"http://{host}:{port}"
     console.print(f"[bold]Polos orchestrator[/] {__version__}")
     console.print(
@@ -121,8 +134,18 @@ def start(
         ok = asyncio.run(_serve(server))
     except KeyboardInterrupt:
         ok = True
+    except SystemExit:  # uvicorn exits when it cannot bind
+        ok = False
     if not ok:
         fail(f"could not start on {host}:{port} (see the log above)")
+
+
+async def _check_database(url: str | None) -> None:
+    """Open (and migrate) the database once before serving, so problems are one clear line."""
+    from polos.storage import open_store
+
+    store = await open_store(url)
+    await store.close()
 
 
 async def _serve(server: object) -> bool:

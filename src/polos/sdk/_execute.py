@@ -66,7 +66,10 @@ async def run_attempt(
     Raises only :class:`~polos.sdk.LeaseLost` (the attempt was fenced off) and
     cancellation; every other ending is an :class:`AttemptOutcome`.
     """
-    state_model = workflow.new_state(given.state, given.has_state)
+    try:
+        state_model = workflow.new_state(given.state, given.has_state)
+    except Exception as exc:  # a schema without defaults, or a snapshot it rejects
+        return AttemptOutcome(completed=False, error=error_info(exc), retryable=False)
     box = StateBox(state_model, state_model.model_dump_json() if state_model is not None else None)
     step = Step(
         execution_id=given.execution_id,

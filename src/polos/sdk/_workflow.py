@@ -74,14 +74,17 @@ class Workflow(Generic[R]):
         kind: Literal["workflow", "agent", "tool"] = "workflow",
     ) -> None:
         self.fn = fn
-        self.id = id or fn.__name__
+        self.id = id if id is not None else fn.__name__
         if not self.id or not set(self.id) <= _ID_CHARS or len(self.id) > 200:
             raise ConfigurationError(
                 f"workflow id {self.id!r} must be 1-200 characters of letters, digits and _-.:/"
             )
         self.description = description if description is not None else inspect.getdoc(fn)
         self.state_schema = state_schema
-        if state_schema is not None and not issubclass(state_schema, pydantic.BaseModel):
+        given: object = state_schema  # users may pass anything at run time
+        if given is not None and not (
+            isinstance(given, type) and issubclass(given, pydantic.BaseModel)
+        ):
             raise ConfigurationError("state_schema must be a pydantic BaseModel subclass")
         self.retry = retry or DEFAULT_WORKFLOW_RETRY
         if max_recovery_attempts < 1:

@@ -12,6 +12,7 @@ from polos.errors import ConfigurationError
 
 from ._batcher import WriteBatcher
 from ._codec import dumps, loads, new_id
+from ._errors import _safe_url
 from ._migrate import Migration, migrate, migrations
 from ._ops import (
     OK,
@@ -61,12 +62,7 @@ def normalize_url(url: str | None) -> str:
 
 def describe_url(url: str) -> str:
     """The URL without its password, for logs."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}@{host}"
-    return url
+    return _safe_url(url)
 
 
 async def open_store(url: str | None = None, *, run_migrations: bool = True) -> Store:

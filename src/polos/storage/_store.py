@@ -34,6 +34,7 @@ from polos.protocol import (
 
 from . import _tables as t
 from ._codec import dumps, execution_from_row, loads, new_id, step_from_row
+from ._errors import translate_errors
 from ._ops import (
     OK,
     STALE,
@@ -115,18 +116,20 @@ class Store:
         self._readers.shutdown(wait=False)
 
     def _in_write_tx(self, fn: Callable[[Connection], T]) -> T:
-        with self._write_engine.begin() as conn:
+        with translate_errors(self.url), self._write_engine.begin() as conn:
             return fn(conn)
 
     def _in_read(self, fn: Callable[[Connection], T]) -> T:
-        with self._read_engine.connect() as conn:
+        with translate_errors(self.url), self._read_engine.connect() as conn:
             return fn(conn)
+
+    def _with_engine(self, fn: Callable[[Engine], T]) -> T:
+        with translate_errors(self.url):
+            return fn(self._write_engine)
 
     async def write_engine_call(self, fn: Callable[[Engine], T]) -> T:
         """Run ``fn(write_engine)`` on the writer thread (migrations manage their own transactions)."""
-        return await asyncio.get_running_loop().run_in_executor(
-            self._writer, fn, self._write_engine
-        )
+        return await asyncio.get_running_loop().run_in_executor(self._writer, self._with_engine, fn)
 
     async def write(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn`` in one write transaction, on the writer thread."""

@@ -1,0 +1,250 @@
+"""Polos vs DBOS on SQLite, measured in one run on this machine.
+
+Usage::
+
+    python benchmarks/run.py            # full: 30 latency runs, 1,000 workflows, 5 crashes
+    python benchmarks/run.py --quick    # quick: 10 latency runs, 200 workflows, 3 crashes
+
+Prints one table and writes ``benchmarks/results/latest.json``. Every scenario uses
+fresh SQLite files in a new temporary directory (removed afterwards unless --keep).
+See benchmarks/README.md for what each number means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import dbos_bench  # noqa: E402
+import polos_bench  # noqa: E402
+
+import polos  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+# Targets from the issue.
+LATENCY_RATIO_TARGET = 2.0  # Polos per-step latency at most half of DBOS's
+THROUGHPUT_RATIO_TARGET = 3.0  # Polos throughput at least 3x DBOS's
+RESUME_TARGET_S = 1.0  # Polos crash-to-resume under 1 s
+
+MODES = {
+    "quick": {"latency_runs": 10, "workflows": 200, "crash_rounds": 3},
+    "full": {"latency_runs": 30, "workflows": 1000, "crash_rounds": 5},
+}
+
+
+def _git(*args: str) -> str:
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=HERE, capture_output=True, text=True, timeout=10, check=False
+        )
+        return out.stdout.strip()
+    except OSError:
+        return ""
+
+
+def environment() -> dict[str, Any]:
+    mem_gib = float("nan")
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_gib = int(line.split()[1]) / 1024 / 1024
+    except OSError:
+        pass
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "memory_gib": round(mem_gib, 1),
+        "sqlite": sqlite3.sqlite_version,
+        "polos": polos.__version__,
+        "polos_path": str(Path(polos.__file__).parent),
+        "dbos": metadata.version("dbos"),
+        "git_commit": _git("rev-parse", "--short", "HEAD"),
+        "src_modified": bool(_git("status", "--porcelain", "--", "src")),
+    }
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b and not math.isnan(a) and not math.isnan(b) else float("nan")
+
+
+def run(mode: str, polos_workers: int, tmp: Path) -> dict[str, Any]:
+    cfg = MODES[mode]
+    timings: dict[str, float] = {}
+
+    def step(name: str, fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        print(f"  {name} ...", end="", flush=True)
+        t0 = time.perf_counter()
+        folder = tmp / name
+        folder.mkdir()
+        out: dict[str, Any] = fn(folder, *args, **kwargs)
+        timings[name] = time.perf_counter() - t0
+        print(f" {timings[name]:.1f} s", flush=True)
+        return out
+
+    results = {
+        "latency": {
+            "polos": step("polos-latency", polos_bench.latency, cfg["latency_runs"]),
+            "dbos": step("dbos-latency", dbos_bench.latency, cfg["latency_runs"]),
+        },
+        "throughput": {
+            "polos": step(
+                "polos-throughput", polos_bench.throughput, cfg["workflows"], polos_workers
+            ),
+            "dbos": step("dbos-throughput", dbos_bench.throughput, cfg["workflows"]),
+        },
+        "crash": {
+            "polos": step("polos-crash", polos_bench.crash, cfg["crash_rounds"]),
+            "dbos": step("dbos-crash", dbos_bench.crash, cfg["crash_rounds"]),
+        },
+    }
+    lat, thr, crash = results["latency"], results["throughput"], results["crash"]
+    latency_ratio = _ratio(lat["dbos"]["median_ms"], lat["polos"]["median_ms"])
+    throughput_ratio = _ratio(thr["polos"]["per_second"], thr["dbos"]["per_second"])
+    resume = crash["polos"]["median_s"]
+    results["ratios"] = {
+        "latency_dbos_over_polos": latency_ratio,
+        "latency_p90_dbos_over_polos": _ratio(lat["dbos"]["p90_ms"], lat["polos"]["p90_ms"]),
+        "throughput_polos_over_dbos": throughput_ratio,
+        "resume_dbos_over_polos": _ratio(crash["dbos"]["median_s"], resume),
+    }
+    results["targets"] = {
+        "latency_at_most_half_of_dbos": {
+            "target": f"DBOS/Polos >= {LATENCY_RATIO_TARGET}",
+            "met": latency_ratio >= LATENCY_RATIO_TARGET,
+        },
+        "throughput_at_least_3x_dbos": {
+            "target": f"Polos/DBOS >= {THROUGHPUT_RATIO_TARGET}",
+            "met": throughput_ratio >= THROUGHPUT_RATIO_TARGET,
+        },
+        "crash_to_resume_under_1s": {
+            "target": f"Polos median < {RESUME_TARGET_S} s",
+            "met": crash["polos"]["failures"] == 0 and resume < RESUME_TARGET_S,
+        },
+    }
+    results["config"] = {"mode": mode, **cfg, "polos_workers": polos_workers}
+    results["wall_seconds"] = timings
+    return results
+
+
+def table(r: dict[str, Any]) -> str:
+    lat, thr, crash = r["latency"], r["throughput"], r["crash"]
+    ratios, targets = r["ratios"], r["targets"]
+
+    def met(key: str) -> str:
+        return "met" if targets[key]["met"] else "NOT met"
+
+    rows = [
+        (
+            "Per-step latency, median (ms)",
+            f"{lat['polos']['median_ms']:.2f}",
+            f"{lat['dbos']['median_ms']:.2f}",
+            f"{ratios['latency_dbos_over_polos']:.2f}x (DBOS/Polos)",
+            f">= {LATENCY_RATIO_TARGET:g}x: {met('latency_at_most_half_of_dbos')}",
+        ),
+        (
+            "Per-step latency, p90 (ms)",
+            f"{lat['polos']['p90_ms']:.2f}",
+            f"{lat['dbos']['p90_ms']:.2f}",
+            f"{ratios['latency_p90_dbos_over_polos']:.2f}x (DBOS/Polos)",
+            "-",
+        ),
+        (
+            f"Throughput, {thr['polos']['n']} x 3-step wf (wf/s)",
+            f"{thr['polos']['per_second']:.0f}",
+            f"{thr['dbos']['per_second']:.0f}",
+            f"{ratios['throughput_polos_over_dbos']:.2f}x (Polos/DBOS)",
+            f">= {THROUGHPUT_RATIO_TARGET:g}x: {met('throughput_at_least_3x_dbos')}",
+        ),
+        (
+            "Crash-to-resume, median (s) [*]",
+            f"{crash['polos']['median_s']:.3f}",
+            f"{crash['dbos']['median_s']:.3f}",
+            f"{ratios['resume_dbos_over_polos']:.0f}x (DBOS/Polos)",
+            f"Polos < {RESUME_TARGET_S:g} s: {met('crash_to_resume_under_1s')}",
+        ),
+    ]
+    header = ("Metric", "Polos", "DBOS", "Ratio", "Target")
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+
+    def fmt(row: tuple[str, ...]) -> str:
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+
+    lines = [fmt(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    lines += [fmt(row) for row in rows]
+    cfg = r["config"]
+    lines.append("")
+    lines.append(
+        f"Latency: {cfg['latency_runs']} runs x 10 steps each (after 1 warm-up run); median of "
+        "per-run medians, p90 over all steps."
+    )
+    lines.append(
+        f"Throughput: {cfg['workflows']} workflows started at once, first start -> last result; "
+        f"Polos: {cfg['polos_workers']} worker process(es), max_concurrent=1000; "
+        "DBOS: start_workflow_async (gathered), then every handle awaited."
+    )
+    lines.append(
+        f"[*] {cfg['crash_rounds']} rounds (failures: Polos {crash['polos']['failures']}, "
+        f"DBOS {crash['dbos']['failures']}). Polos: kill -9 of the worker in step 2 -> step 2 "
+        "re-runs on the other, idle, connected worker. DBOS: kill -9 of the process in step 2, "
+        "a new process started at once -> step 2 re-runs in it (includes Python + DBOS "
+        f"start-up and launch recovery; {crash['dbos']['median_from_spawn_s']:.3f} s of it "
+        "after the spawn)."
+    )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer runs (under ~60 s)")
+    parser.add_argument(
+        "--polos-workers", type=int, default=1, help="worker processes for throughput (1)"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, dbs)")
+    parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
+    args = parser.parse_args()
+    mode = "quick" if args.quick else "full"
+
+    env = environment()
+    print(
+        f"Polos {env['polos']} vs DBOS {env['dbos']} on SQLite {env['sqlite']}; "
+        f"{env['cpus']} CPUs, {env['memory_gib']} GiB; Python {env['python']}; mode {mode}"
+    )
+    tmp = Path(tempfile.mkdtemp(prefix="polos-bench-"))
+    started = time.perf_counter()
+    try:
+        results = run(mode, args.polos_workers, tmp)
+    finally:
+        if args.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    results["environment"] = env
+    results["total_seconds"] = time.perf_counter() - started
+    results["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+    print()
+    print(table(results))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(f"\nTotal {results['total_seconds']:.0f} s; results written to {args.output}")
+
+
+if __name__ == "__main__":
+    main()

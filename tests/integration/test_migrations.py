@@ -1,0 +1,323 @@
+"""Migrations: they must build exactly the schema of ``_tables.py``, once, and never change.
+
+The schema comparison is structural (SQLAlchemy's inspector on the migrated
+database against the ``metadata`` objects), not a comparison of DDL text. The
+``db_url`` fixture is where a PostgreSQL parameter would go.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from importlib import resources
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from polos.storage import metadata, migrate, migrations, open_store
+from polos.storage import _tables as tables
+
+# sha256 of every released migration file. Released migrations must never change:
+# databases in the field already ran them. A schema change is a NEW file; add its
+# hash here when it is released.
+RELEASED: dict[str, dict[str, str]] = {
+    "sqlite": {
+        "0001_init.sql": "e0dff7f25f80b9d5b9dbc85617545d96da6cf9792b9a318ee9c3173ab9c3c338",
+    },
+    "postgres": {
+        "0001_init.sql": "9f435e84896554fdbac6458dd38edfaacac78034c773f3d66d7fccb6f8d86690",
+    },
+}
+
+# The dialect names SQLAlchemy uses in Index(..., <name>_where=...), per Polos dialect.
+SA_DIALECT = {"sqlite": "sqlite", "postgres": "postgresql"}
+
+
+# ---------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(params=["sqlite"])
+def dialect(request: pytest.FixtureRequest) -> str:
+    """The Polos dialect under test; add "postgres" (with a URL below) to cover it."""
+    return str(request.param)
+
+
+@pytest.fixture
+def db_url(dialect: str, sqlite_url: str) -> str:
+    if dialect == "sqlite":
+        return sqlite_url
+    raise NotImplementedError(dialect)  # pragma: no cover
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[sa.Engine]:
+    """A plain engine on the test database, for inspecting it independently of the store."""
+    eng = sa.create_engine(db_url)
+    try:
+        yield eng
+    finally:
+        eng.dispose()
+
+
+async def migrate_with_store(db_url: str) -> None:
+    store = await open_store(db_url)
+    await store.close()
+
+
+# ---------------------------------------------------------------------------- schema description
+
+
+def _norm_sql(text: str | None) -> str | None:
+    """Whitespace-, quote- and parenthesis-insensitive form of a SQL fragment."""
+    if text is None:
+        return None
+    text = re.sub(r"\s+", " ", text).strip()
+    while text.startswith("(") and text.endswith(")"):
+        text = text[1:-1].strip()
+    return text.replace('"', "")
+
+
+def _norm_default(text: str | None) -> str | None:
+    if text is None:
+        return None
+    text = _norm_sql(text) or ""
+    text = text.strip("'")
+    # Booleans: SQLite stores false as 0, PostgreSQL as false.
+    return {"false": "0", "true": "1"}.get(text.lower(), text)
+
+
+def _expected_default(column: sa.Column[Any], sa_dialect: sa.Dialect) -> str | None:
+    default = column.server_default
+    if default is None:
+        return None
+    arg = default.arg  # type: ignore[attr-defined]
+    text = arg if isinstance(arg, str) else str(arg.compile(dialect=sa_dialect))
+    return _norm_default(text)
+
+
+def expected_schema(sa_dialect: sa.Dialect) -> dict[str, Any]:
+    """What ``_tables.metadata`` declares, in a comparable shape."""
+    schema: dict[str, Any] = {}
+    for table in metadata.sorted_tables:
+        schema[table.name] = {
+            "columns": {
+                c.name: {
+                    "type": c.type.compile(dialect=sa_dialect),
+                    "nullable": c.nullable,
+                    "default": _expected_default(c, sa_dialect),
+                }
+                for c in table.columns
+            },
+            "primary_key": [c.name for c in table.primary_key.columns],
+            "foreign_keys": sorted(
+                (
+                    tuple(fk.parent.name for fk in fkc.elements),
+                    fkc.referred_table.name,
+                    tuple(fk.column.name for fk in fkc.elements),
+                    (fkc.ondelete or "").upper() or None,
+                )
+                for fkc in table.foreign_key_constraints
+            ),
+            "indexes": {
+                ix.name: {
+                    "columns": [c.name for c in ix.columns],
+                    "unique": bool(ix.unique),
+                    "where": _norm_sql(
+                        str(w)
+                        if (w := ix.dialect_options[sa_dialect.name].get("where")) is not None
+                        else None
+                    ),
+                }
+                for ix in table.indexes
+            },
+        }
+    return schema
+
+
+def actual_schema(engine: sa.Engine) -> dict[str, Any]:
+    """What the migrated database holds, reflected."""
+    inspector = sa.inspect(engine)
+    where_key = f"{engine.dialect.name}_where"
+    schema: dict[str, Any] = {}
+    for name in inspector.get_table_names():
+        schema[name] = {
+            "columns": {
+                c["name"]: {
+                    "type": c["type"].compile(dialect=engine.dialect),
+                    "nullable": bool(c["nullable"]),
+                    "default": _norm_default(c["default"]),
+                }
+                for c in inspector.get_columns(name)
+            },
+            "primary_key": list(inspector.get_pk_constraint(name)["constrained_columns"]),
+            "foreign_keys": sorted(
+                (
+                    tuple(fk["constrained_columns"]),
+                    fk["referred_table"],
+                    tuple(fk["referred_columns"]),
+                    (fk.get("options", {}).get("ondelete") or "").upper() or None,
+                )
+                for fk in inspector.get_foreign_keys(name)
+            ),
+            "indexes": {
+                ix["name"]: {
+                    "columns": list(ix["column_names"]),
+                    "unique": bool(ix["unique"]),
+                    "where": _norm_sql(
+                        str(w)
+                        if (w := ix.get("dialect_options", {}).get(where_key)) is not None
+                        else None
+                    ),
+                }
+                for ix in inspector.get_indexes(name)
+            },
+        }
+    return schema
+
+
+# ---------------------------------------------------------------------------- tests
+
+
+async def test_migrate__fresh_database_matches_tables_metadata(
+    db_url: str, engine: sa.Engine
+) -> None:
+    await migrate_with_store(db_url)
+    expected = expected_schema(engine.dialect)
+    actual = actual_schema(engine)
+
+    assert sorted(actual) == sorted(expected), "tables differ"
+    for name in expected:
+        exp, act = expected[name], actual[name]
+        assert list(act["columns"]) == list(exp["columns"]), f"{name}: columns or their order"
+        for column, spec in exp["columns"].items():
+            assert act["columns"][column] == spec, f"{name}.{column}"
+        assert act["primary_key"] == exp["primary_key"], f"{name}: primary key"
+        assert act["foreign_keys"] == exp["foreign_keys"], f"{name}: foreign keys"
+        assert act["indexes"] == exp["indexes"], f"{name}: indexes"
+
+
+def test_schema_description__sees_partial_index_predicates_and_uniqueness(
+    engine: sa.Engine,
+) -> None:
+    # Guards the comparison itself: if the expected side lost the details the
+    # migration test relies on, that test would pass vacuously.
+    indexes = expected_schema(engine.dialect)["executions"]["indexes"]
+    assert indexes["ix_executions_queued"]["where"] == "status = 'queued'"
+    assert indexes["ix_executions_running_worker"]["where"] == "status = 'running'"
+    assert indexes["ux_executions_idempotency"]["unique"] is True
+    assert indexes["ix_executions_project_created"] == {
+        "columns": ["project_id", "created_at", "id"],
+        "unique": False,
+        "where": None,
+    }
+    columns = expected_schema(engine.dialect)["executions"]["columns"]
+    assert columns["code_changed"] == {"type": "BOOLEAN", "nullable": False, "default": "0"}
+    assert columns["result"]["nullable"] is True
+
+
+def test_schema_description__detects_a_drifted_database(engine: sa.Engine) -> None:
+    # A database built from a slightly different definition must not compare equal.
+    drifted = sa.MetaData()
+    for table in metadata.sorted_tables:
+        table.to_metadata(drifted)
+    executions = drifted.tables["executions"]
+    for ix in list(executions.indexes):
+        if ix.name == "ix_executions_queued":
+            executions.indexes.remove(ix)
+    sa.Index(
+        "ix_executions_queued",
+        executions.c.project_id,
+        executions.c.priority,
+        executions.c.available_at,
+        sqlite_where=sa.text("status = 'running'"),
+        postgresql_where=sa.text("status = 'running'"),
+    )
+    drifted.create_all(engine)
+    actual = actual_schema(engine)
+    expected = expected_schema(engine.dialect)
+    assert actual["executions"]["indexes"] != expected["executions"]["indexes"]
+    assert actual["steps"] == expected["steps"]
+
+
+async def test_migrate__twice_is_a_no_op(db_url: str, engine: sa.Engine) -> None:
+    await migrate_with_store(db_url)
+    schema = actual_schema(engine)
+    with engine.connect() as conn:
+        before = conn.execute(sa.select(tables.schema_migrations)).all()
+
+    await migrate_with_store(db_url)
+    assert migrate(engine, engine_dialect(engine)) == []
+
+    assert actual_schema(engine) == schema
+    with engine.connect() as conn:
+        after = conn.execute(sa.select(tables.schema_migrations)).all()
+    assert after == before
+
+
+def test_migrate__fresh_database_applies_every_version_once(engine: sa.Engine) -> None:
+    shipped = migrations(engine_dialect(engine))
+    assert migrate(engine, engine_dialect(engine)) == [m.version for m in shipped]
+    assert migrate(engine, engine_dialect(engine)) == []
+
+
+async def test_schema_migrations__records_every_shipped_version(
+    db_url: str, engine: sa.Engine
+) -> None:
+    await migrate_with_store(db_url)
+    shipped = migrations(engine_dialect(engine))
+    assert shipped, "no migrations shipped"
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(tables.schema_migrations).order_by(tables.schema_migrations.c.version)
+        ).all()
+    assert [(r.version, r.name) for r in rows] == [(m.version, m.name) for m in shipped]
+    assert all(r.applied_at > 0 for r in rows)
+
+
+def engine_dialect(engine: sa.Engine) -> str:
+    return {"sqlite": "sqlite", "postgresql": "postgres"}[engine.dialect.name]
+
+
+# ---------------------------------------------------------------------------- manifest
+
+
+def _shipped_files(dialect: str) -> dict[str, bytes]:
+    folder = resources.files("polos.storage") / "migrations" / dialect
+    return {
+        entry.name: entry.read_bytes() for entry in folder.iterdir() if entry.name.endswith(".sql")
+    }
+
+
+@pytest.mark.parametrize("dialect_name", sorted(RELEASED))
+def test_migration_manifest__released_files_are_unchanged(dialect_name: str) -> None:
+    files = _shipped_files(dialect_name)
+    for name, digest in RELEASED[dialect_name].items():
+        assert name in files, f"released migration {dialect_name}/{name} was deleted or renamed"
+        actual = hashlib.sha256(files[name]).hexdigest()
+        assert actual == digest, (
+            f"released migration {dialect_name}/{name} was edited; "
+            "never change a released migration, add a new one instead"
+        )
+
+
+@pytest.mark.parametrize("dialect_name", sorted(RELEASED))
+def test_migration_manifest__every_shipped_file_is_pinned(dialect_name: str) -> None:
+    files = _shipped_files(dialect_name)
+    unpinned = sorted(set(files) - set(RELEASED[dialect_name]))
+    assert not unpinned, (
+        f"migrations {unpinned} are not in RELEASED[{dialect_name!r}]: "
+        "add their sha256 to this test when releasing them"
+    )
+    # Every file must also be picked up by the migration runner (a misnamed file is skipped).
+    assert sorted(f"{m.version:04d}_{m.name}.sql" for m in migrations(dialect_name)) == sorted(
+        files
+    )
+
+
+def test_migration_manifest__dialects_ship_the_same_versions() -> None:
+    sqlite = [(m.version, m.name) for m in migrations("sqlite")]
+    postgres = [(m.version, m.name) for m in migrations("postgres")]
+    assert sqlite == postgres
+    assert [v for v, _ in sqlite] == list(range(1, len(sqlite) + 1)), "versions have gaps"
