@@ -6,6 +6,8 @@ Every scenario starts its own ``polos-server`` on a fresh SQLite file in ``tmp``
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import statistics
 import time
 from pathlib import Path
@@ -50,10 +52,9 @@ async def _latency_runs(url: str, runs: int) -> list[list[float]]:
 
 def latency(tmp: Path, runs: int) -> dict[str, Any]:
     """One worker; ``runs`` executions of a 10-step workflow, one after the other."""
-    with _server(tmp, "polos-latency") as server:
-        with _worker(server, tmp, "polos-latency-worker"):
-            wait_for_workers(server.url, 1)
-            samples = asyncio.run(_latency_runs(server.url, runs))
+    with _server(tmp, "polos-latency") as server, _worker(server, tmp, "polos-latency-worker"):
+        wait_for_workers(server.url, 1)
+        samples = asyncio.run(_latency_runs(server.url, runs))
     return latency_summary(samples)
 
 
@@ -85,7 +86,9 @@ async def _throughput(url: str, n: int, invoke_concurrency: int) -> dict[str, An
         return {"n": n, "seconds": t1 - t0, "start_seconds": t_started - t0}
 
 
-def throughput(tmp: Path, n: int, workers: int = 1, invoke_concurrency: int = 100) -> dict[str, Any]:
+def throughput(
+    tmp: Path, n: int, workers: int = 1, invoke_concurrency: int = 100
+) -> dict[str, Any]:
     """``n`` executions of a 3-step workflow invoked at once; ``workers`` worker processes."""
     with _server(tmp, "polos-throughput") as server:
         procs = [
@@ -98,6 +101,7 @@ def throughput(tmp: Path, n: int, workers: int = 1, invoke_concurrency: int = 10
         finally:
             for proc in procs:
                 proc.stop()
+    result["server_span_seconds"] = _server_span(tmp / "polos-throughput.db", n)
     result.update(
         workers=workers,
         max_concurrent=1000,
@@ -105,6 +109,25 @@ def throughput(tmp: Path, n: int, workers: int = 1, invoke_concurrency: int = 10
         per_second=n / result["seconds"],
     )
     return result
+
+
+def _server_span(db: Path, n: int) -> float | None:
+    """From the orchestrator's own timestamps: first created -> last completed (informative).
+
+    Reads the (internal) executions table; None if its layout is not what this expects.
+    """
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+            rows = conn.execute(
+                "SELECT created_at, completed_at FROM executions "
+                "WHERE workflow_id = 'bench_throughput' ORDER BY created_at DESC LIMIT ?",
+                (n,),
+            ).fetchall()
+    except sqlite3.Error:
+        return None
+    if len(rows) != n or any(done is None for _, done in rows):
+        return None
+    return (max(done for _, done in rows) - min(created for created, _ in rows)) / 1000
 
 
 # ---------------------------------------------------------------------- crash to resume
@@ -132,32 +155,31 @@ def crash(tmp: Path, rounds: int, timeout: float = 30.0) -> dict[str, Any]:
         spawn()
         try:
             client = PolosClient(server.url)
-            if True:
-                for i in range(rounds):
-                    wait_for_workers(server.url, 2)
-                    time.sleep(0.2)  # both idle and settled
-                    folder = tmp / f"polos-crash-{i}"
-                    folder.mkdir()
-                    started = folder / "started"
-                    handle = client.invoke_sync("bench_crash", {"dir": str(folder)})
-                    if not wait_until(lambda p=started: len(read_started(p)) >= 1, timeout):
-                        raise RuntimeError("the crash workflow never reached step 2")
-                    victim_pid = read_started(started)[0][0]
-                    victim = workers.pop(victim_pid)
-                    t_kill = time.time()
-                    victim.kill()
-                    resumed = wait_until(
-                        lambda p=started, v=victim_pid: any(pid != v for pid, _ in read_started(p)),
-                        timeout,
-                    )
-                    if resumed:
-                        t_resume = next(t for pid, t in read_started(started) if pid != victim_pid)
-                        delays.append(t_resume - t_kill)
-                    else:
-                        failures += 1
-                    (folder / "release").touch()
-                    handle.result_sync(timeout=timeout)
-                    spawn()
+            for i in range(rounds):
+                wait_for_workers(server.url, 2)
+                time.sleep(0.2)  # both idle and settled
+                folder = tmp / f"polos-crash-{i}"
+                folder.mkdir()
+                started = folder / "started"
+                handle = client.invoke_sync("bench_crash", {"dir": str(folder)})
+                if not wait_until(lambda p=started: len(read_started(p)) >= 1, timeout):
+                    raise RuntimeError("the crash workflow never reached step 2")
+                victim_pid = read_started(started)[0][0]
+                victim = workers.pop(victim_pid)
+                t_kill = time.time()
+                victim.kill()
+                resumed = wait_until(
+                    lambda p=started, v=victim_pid: any(pid != v for pid, _ in read_started(p)),
+                    timeout,
+                )
+                if resumed:
+                    t_resume = next(t for pid, t in read_started(started) if pid != victim_pid)
+                    delays.append(t_resume - t_kill)
+                else:
+                    failures += 1
+                (folder / "release").touch()
+                handle.result_sync(timeout=timeout)
+                spawn()
         finally:
             for proc in workers.values():
                 proc.stop()

@@ -29,10 +29,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import dbos_bench  # noqa: E402
-import polos_bench  # noqa: E402
+import dbos_bench
+import polos_bench
 
-import polos  # noqa: E402
+import polos
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -75,6 +75,7 @@ def environment() -> dict[str, Any]:
         "polos": polos.__version__,
         "polos_path": str(Path(polos.__file__).parent),
         "dbos": metadata.version("dbos"),
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
         "git_commit": _git("rev-parse", "--short", "HEAD"),
         "src_modified": bool(_git("status", "--porcelain", "--", "src")),
     }
@@ -143,6 +144,10 @@ def run(mode: str, polos_workers: int, tmp: Path) -> dict[str, Any]:
     return results
 
 
+def _fmt_s(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f} s"
+
+
 def table(r: dict[str, Any]) -> str:
     lat, thr, crash = r["latency"], r["throughput"], r["crash"]
     ratios, targets = r["ratios"], r["targets"]
@@ -196,9 +201,17 @@ def table(r: dict[str, Any]) -> str:
     )
     lines.append(
         f"Throughput: {cfg['workflows']} workflows started at once, first start -> last result; "
-        f"Polos: {cfg['polos_workers']} worker process(es), max_concurrent=1000; "
+        f"Polos: {cfg['polos_workers']} worker process(es), max_concurrent=1000, invokes and "
+        f"result waits 100 at a time (server-side first create -> last completion: "
+        f"{_fmt_s(thr['polos'].get('server_span_seconds'))}); "
         "DBOS: start_workflow_async (gathered), then every handle awaited."
     )
+    env = r.get("environment", {})
+    if env:
+        lines.append(
+            f"Load average at start/end: {env['loadavg_at_start'][0]} / {env['loadavg_at_end'][0]}"
+            f" ({env['cpus']} CPUs)."
+        )
     lines.append(
         f"[*] {cfg['crash_rounds']} rounds (failures: Polos {crash['polos']['failures']}, "
         f"DBOS {crash['dbos']['failures']}). Polos: kill -9 of the worker in step 2 -> step 2 "
@@ -226,6 +239,12 @@ def main() -> None:
         f"Polos {env['polos']} vs DBOS {env['dbos']} on SQLite {env['sqlite']}; "
         f"{env['cpus']} CPUs, {env['memory_gib']} GiB; Python {env['python']}; mode {mode}"
     )
+    load = env["loadavg_at_start"][0]
+    if load > 0.5 * (env["cpus"] or 1):
+        print(
+            f"WARNING: load average {load} before starting: other processes compete for the "
+            "CPUs, so absolute numbers (and possibly ratios) are pessimistic."
+        )
     tmp = Path(tempfile.mkdtemp(prefix="polos-bench-"))
     started = time.perf_counter()
     try:
@@ -235,6 +254,7 @@ def main() -> None:
             print(f"kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+    env["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     results["environment"] = env
     results["total_seconds"] = time.perf_counter() - started
     results["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")

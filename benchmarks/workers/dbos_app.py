@@ -86,9 +86,7 @@ async def throughput(n: int) -> dict[str, object]:
     for handle in warm:
         await handle.get_result()
     t0 = time.perf_counter()
-    handles = await asyncio.gather(
-        *(DBOS.start_workflow_async(bench_throughput) for _ in range(n))
-    )
+    handles = await asyncio.gather(*(DBOS.start_workflow_async(bench_throughput) for _ in range(n)))
     t_started = time.perf_counter()
     results = await asyncio.gather(*(h.get_result() for h in handles))
     t1 = time.perf_counter()

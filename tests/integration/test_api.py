@@ -249,9 +249,7 @@ def test_projects__header_selects_the_project(http: httpx.Client) -> None:
     # Invisible from the default project, and its workflows are not the default's.
     problem(http.get(f"{API}/executions/{eid}"), 404, "execution_not_found")
     problem(http.post(f"{API}/executions/{eid}/cancel"), 404, "execution_not_found")
-    problem(
-        http.post(f"{API}/workflows/wf-other/executions", json={}), 404, "workflow_not_found"
-    )
+    problem(http.post(f"{API}/workflows/wf-other/executions", json={}), 404, "workflow_not_found")
 
 
 def test_openapi__is_valid_json_listing_the_routes(http: httpx.Client) -> None:
@@ -300,8 +298,16 @@ def test_execution__unknown_id_is_404(http: httpx.Client, method: str, path: str
 
 @pytest.mark.parametrize(
     "content",
-    [b"{not json", b"", b"[1, 2", b'{"payload": }', b"\xff\xfe\x00garbage"],
-    ids=["broken", "empty", "unclosed", "bad-value", "not-utf8"],
+    [
+        b"{not json",
+        b"",
+        b"[1, 2",
+        b'{"payload": }',
+        b"\xff\xfe\x00garbage",
+        b"\x80abc",
+        b'{"payload": "\xc3\x28"}',
+    ],
+    ids=["broken", "empty", "unclosed", "bad-value", "bom-garbage", "not-utf8", "bad-utf8-string"],
 )
 def test_invoke__malformed_json_is_4xx_with_error_shape(http: httpx.Client, content: bytes) -> None:
     response = http.post(
@@ -378,9 +384,7 @@ def test_invoke__declared_body_over_configured_limit_is_413(
     small_server: ServerProcess,
 ) -> None:
     with httpx.Client(base_url=small_server.url, timeout=10) as client:
-        response = client.post(
-            f"{API}/workflows/anything/executions", json={"payload": "x" * 2000}
-        )
+        response = client.post(f"{API}/workflows/anything/executions", json={"payload": "x" * 2000})
         message = problem(response, 413, "payload_too_large")
         assert "1000" in message
         # Under the limit, the body is read (and the unknown workflow reported).
@@ -457,7 +461,10 @@ def test_projects__unknown_project_header_is_404(
     http: httpx.Client, method: str, path: str
 ) -> None:
     response = http.request(
-        method, API + path, headers={"X-Polos-Project": "nope"}, json={} if method == "POST" else None
+        method,
+        API + path,
+        headers={"X-Polos-Project": "nope"},
+        json={} if method == "POST" else None,
     )
     message = problem(response, 404, "project_not_found")
     assert "nope" in message
@@ -471,10 +478,12 @@ def test_routes__unknown_route_and_wrong_method_have_error_shape(http: httpx.Cli
 # ---------------------------------------------------------------------------- last: the log
 
 
-def test_server_log__has_no_traceback_after_bad_input(server: ServerProcess) -> None:
+def test_server_log__has_no_traceback_after_bad_input(
+    server: ServerProcess, small_server: ServerProcess
+) -> None:
     # Runs after the tests above (file order): none of them may have caused a 500.
-    log_text = server.output()
-    assert "orchestrator" in log_text  # the log is the server's
-    assert "Traceback" not in log_text, log_text[-4000:]
-    assert "unhandled error" not in log_text
-
+    for process in (server, small_server):
+        log_text = process.output()
+        assert "orchestrator" in log_text  # the log is the server's
+        assert "Traceback" not in log_text, log_text[-4000:]
+        assert "unhandled error" not in log_text

@@ -37,7 +37,7 @@ async def test_worker_crash__kill9_during_step3_second_worker_finishes(
     crash_free = await reference.result(timeout=30)
     assert crash_free == EXPECTED
 
-    handle = await client.invoke("five_steps", {"sleep": 0.3, "tag": "crash"})
+    handle = await client.invoke("five_steps", {"sleep": 0.5, "tag": "crash"})
     wait_until(lambda: count_lines(side_log, "s3 start") == 1, what="step 3 to start")
     worker_a.kill()
     worker_b = start_worker(name="b")

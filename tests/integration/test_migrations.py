@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from polos.storage import metadata, migrate, migrations, open_store
 from polos.storage import _tables as tables
+from polos.storage import metadata, migrate, migrations, normalize_url, open_store
 
 # sha256 of every released migration file. Released migrations must never change:
 # databases in the field already ran them. A schema change is a NEW file; add its
@@ -54,7 +54,7 @@ def db_url(dialect: str, sqlite_url: str) -> str:
 @pytest.fixture
 def engine(db_url: str) -> Iterator[sa.Engine]:
     """A plain engine on the test database, for inspecting it independently of the store."""
-    eng = sa.create_engine(db_url)
+    eng = sa.create_engine(normalize_url(db_url))
     try:
         yield eng
     finally:

@@ -453,7 +453,9 @@ async def test_fail__retry_policy_backs_off_then_fails_on_last_attempt(store: St
             await store.apply_batch(
                 [
                     RecordStepOp(ex.id, task.epoch, step(f"ok-{failure}", failure * 2 - 1, 1)),
-                    RecordStepOp(ex.id, task.epoch, step(f"bad-{failure}", failure * 2, error=BOOM)),
+                    RecordStepOp(
+                        ex.id, task.epoch, step(f"bad-{failure}", failure * 2, error=BOOM)
+                    ),
                 ]
             )
         ).results == [OK, OK]

@@ -59,9 +59,12 @@ async def test_invoke__result_and_step_log(
     assert [count_lines(side_log, f"s{i} start") for i in (1, 2, 3)] == [1, 1, 1]
 
 
-def test_sync_client__invoke_sync_and_result_sync(server: ServerProcess, start_worker) -> None:
+def test_sync_client__invoke_sync_and_result_sync(
+    server: ServerProcess, start_worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
     start_worker()
-    client = PolosClient(server.url)
+    monkeypatch.setenv("POLOS_API_URL", server.url)
+    client = PolosClient()  # configured from the environment, like the worker script
 
     handle = client.invoke_sync("greet", {"name": "sync"})
     assert handle.result_sync(timeout=30) == {"greeting": "hello sync"}

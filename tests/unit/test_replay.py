@@ -45,9 +45,7 @@ async def test_replay__returns_recorded_result_without_running_step() -> None:
     assert first.completed
     assert first.result == 42
     assert calls == [21]
-    assert [(r.key, r.kind, r.output) for r in recorder.records] == [
-        ("charge", StepKind.RUN, 42)
-    ]
+    assert [(r.key, r.kind, r.output) for r in recorder.records] == [("charge", StepKind.RUN, 42)]
 
     second = await replay(pay, 21, recorder.records)
     assert second.completed
@@ -338,9 +336,7 @@ async def test_recorded_values__replay_returns_recorded_values() -> None:
     ]
     outcome, recorder = await run_once(wf, history=history, attempt=2)
     assert outcome.completed
-    assert seen == [
-        ("fixed-uuid", datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=UTC), 0.25)
-    ]
+    assert seen == [("fixed-uuid", datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=UTC), 0.25)]
     assert recorder.records == []
 
 
@@ -422,8 +418,9 @@ async def test_lease_lost__cannot_be_swallowed_by_except_exception() -> None:
     assert issubclass(LeaseLost, BaseException)
     assert not issubclass(LeaseLost, Exception)
     recorder = MemoryRecorder(fence_after=1)
-    with pytest.raises(LeaseLost):
-        await run_once(wf, recorder=recorder)
+    given = AttemptInput(execution_id="e-lease", attempt=1, payload=None, history=[])
+    with pytest.raises(LeaseLost, match="fenced"):
+        await run_attempt(wf, given, recorder)
     assert reached == ["one", "two"]
     assert [r.key for r in recorder.records] == ["one"]
 
@@ -451,3 +448,15 @@ async def test_lease_lost__raised_when_failed_step_is_fenced() -> None:
 
 def _raise_value_error() -> None:
     raise ValueError("bad")
+
+
+async def test_replay__unannotated_datetime_output_same_type_on_replay() -> None:
+    seen: list[Any] = []
+
+    @workflow
+    async def wf(ctx: WorkflowContext) -> None:
+        seen.append(await ctx.step.run("t", lambda: datetime(2024, 5, 1, tzinfo=UTC)))
+
+    _, recorder = await run_once(wf)
+    await replay(wf, None, recorder.records)
+    assert seen[1] == seen[0]

@@ -83,7 +83,11 @@ def test_to_json_value__unsupported_value_raises_serialization_error() -> None:
 # ---------------------------------------------------------------------- type_name
 
 
-def test_type_name__models_and_dataclasses_only() -> None:
+def test_type_name__recorded_for_values_json_cannot_rebuild() -> None:
+    assert type_name(datetime(2024, 1, 1, tzinfo=UTC)) == "datetime:datetime"
+    assert type_name((1, 2)) == "builtins:tuple"
+    assert type_name([1, 2]) is None
+    assert type_name("x") is None
     assert type_name(Money(amount=1)) == f"{__name__}:Money"
     assert type_name(Point(1, 2)) == f"{__name__}:Point"
     assert type_name(Outer.Inner(value=1)) == f"{__name__}:Outer.Inner"

@@ -163,7 +163,7 @@ async def test_state__without_schema_ctx_state_raises() -> None:
     @workflow
     async def wf(ctx: WorkflowContext) -> None:
         flags.append(ctx.has_state)
-        ctx.state  # noqa: B018
+        ctx.state
 
     outcome, recorder = await run_once(wf)
     assert flags == [False]
@@ -171,6 +171,7 @@ async def test_state__without_schema_ctx_state_raises() -> None:
     assert outcome.error.type == "polos.errors.ConfigurationError"
     assert "state_schema" in outcome.error.message
     assert outcome.has_state is False
+    assert recorder.records == []
 
 
 async def test_state__schema_that_cannot_be_built_fails_the_attempt() -> None:
@@ -229,8 +230,6 @@ def test_state_box__without_model() -> None:
 
 
 def test_state__ctx_state_error_message() -> None:
-    from polos.sdk import WorkflowContext as Ctx
-
-    ctx = Ctx(execution_id="e", workflow_id="w", attempt=1, step=None)  # type: ignore[arg-type]
+    ctx = WorkflowContext(execution_id="e", workflow_id="w", attempt=1, step=None)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="state_schema"):
-        ctx.state  # noqa: B018
+        ctx.state

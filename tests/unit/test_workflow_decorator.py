@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydantic
 import pytest
@@ -21,6 +21,9 @@ from polos import (
 )
 from polos.sdk import fingerprint
 from polos.testing import replay, run_once
+
+if TYPE_CHECKING:
+    from polos import WorkflowContext as TypeCheckingOnlyContext
 
 
 class Address(pydantic.BaseModel):
@@ -212,7 +215,10 @@ async def _one_arg(ctx: Any) -> None:
     [
         (True, True),
         ("*/5 * * * *", "*/5 * * * *"),
-        ({"cron": "0 9 * * 1", "timezone": "Europe/Paris"}, {"cron": "0 9 * * 1", "timezone": "Europe/Paris"}),
+        (
+            {"cron": "0 9 * * 1", "timezone": "Europe/Paris"},
+            {"cron": "0 9 * * 1", "timezone": "Europe/Paris"},
+        ),
     ],
 )
 def test_workflow__schedule_forms(value: Any, expected: Any) -> None:
@@ -265,7 +271,10 @@ def test_workflow__spec_content() -> None:
     assert spec.retry == policy.to_spec()
     assert spec.max_recovery_attempts == 5
     assert spec.description == "Spec docstring."
-    assert spec.options == {"queue": {"name": "q", "concurrency_limit": 2}, "trigger_on_event": "evt"}
+    assert spec.options == {
+        "queue": {"name": "q", "concurrency_limit": 2},
+        "trigger_on_event": "evt",
+    }
 
 
 def test_workflow__default_spec_retry_and_recovery() -> None:
@@ -453,3 +462,15 @@ async def test_sync_workflow__run_sync_rejected_in_async_workflow() -> None:
     assert outcome.error.type == "polos.errors.ConfigurationError"
     assert "synchronous workflow" in outcome.error.message
     assert recorder.records == []
+
+
+async def _ctx_type_only_for_type_checkers(ctx: TypeCheckingOnlyContext, order: Order) -> str:
+    return type(order).__name__
+
+
+async def test_payload__validated_when_ctx_annotation_is_type_checking_only() -> None:
+    outcome, _ = await run_once(
+        workflow(_ctx_type_only_for_type_checkers), {"order_id": "o", "quantity": 1}
+    )
+    assert outcome.completed
+    assert outcome.result == "Order"

@@ -251,10 +251,6 @@ async def workers(ctx: click.Context) -> None:
     console.print(table)
 
 
-if __name__ == "__main__":
-    main()
-
-
 @main.command()
 @click.argument("target")
 @click.option(
@@ -288,3 +284,7 @@ def worker(ctx: click.Context, target: str, max_concurrent: int | None) -> None:
         pass
     except Exception as exc:  # a fatal refusal by the orchestrator, for instance
         fail(f"worker stopped: {exc}")
+
+
+if __name__ == "__main__":
+    main()

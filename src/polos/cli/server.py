@@ -7,6 +7,8 @@ import logging
 import os
 import socket
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 import click
 
@@ -131,13 +133,22 @@ def start(
     )
     server = uvicorn.Server(config)
     try:
-        ok = asyncio.run(_serve(server))
+        ok = _run_loop(_serve(server))
     except KeyboardInterrupt:
         ok = True
     except SystemExit:  # uvicorn exits when it cannot bind
         ok = False
     if not ok:
         fail(f"could not start on {host}:{port} (see the log above)")
+
+
+def _run_loop(main: Coroutine[Any, Any, bool]) -> bool:
+    """Run the server on uvloop when it is installed (it is, with the default extras)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - depends on the install
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 async def _check_database(url: str | None) -> None:

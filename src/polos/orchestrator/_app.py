@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from polos._version import __version__
 from polos.protocol import API_PREFIX, Health
@@ -55,7 +56,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    raise _TooLarge()
+                    raise _TooLarge(self.limit)
             return message
 
         try:
@@ -70,8 +71,10 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(HTTPException):
+    # An HTTPException, so that FastAPI's body parsing re-raises it instead of turning it into a 400.
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body is larger than the limit of {limit} bytes")
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -114,6 +117,11 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         return problem_response(422, "invalid_request", _validation_message(exc))
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        code = {400: "bad_request", 413: "payload_too_large"}.get(exc.status_code, "http_error")
+        return problem_response(exc.status_code, code, str(exc.detail))
 
     @app.exception_handler(404)
     async def _not_found(request: Request, _: Exception) -> JSONResponse:

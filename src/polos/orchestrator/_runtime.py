@@ -40,6 +40,7 @@ class OrchestratorRuntime:
         """Stop loops, flush writes, close the database."""
         await self.gateway.stop()
         await self.batcher.stop()
+        log.info("orchestrator stopping: %s", self.batcher.describe())
         await self.store.close()
 
     def _on_transitions(self, transitions: Sequence[Transition]) -> None:

@@ -8,7 +8,6 @@ return annotation, then the class recorded with the value, then as plain JSON.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import importlib
 import inspect
@@ -35,14 +34,19 @@ def to_json_value(value: Any, what: str) -> Any:
         ) from exc
 
 
+_PLAIN_JSON = (type(None), bool, int, float, str, dict, list)
+
+
 def type_name(value: Any) -> str | None:
-    """``module:QualName`` of a model or dataclass value (``None`` for plain JSON)."""
+    """``module:QualName`` of a value that JSON alone cannot rebuild (``None`` for plain JSON).
+
+    Models, dataclasses, datetimes, UUIDs, enums, tuples, sets... are recorded
+    so that replay returns the same type as the first run did.
+    """
     cls = type(value)
-    if isinstance(value, pydantic.BaseModel) or (
-        dataclasses.is_dataclass(value) and not isinstance(value, type)
-    ):
-        return f"{cls.__module__}:{cls.__qualname__}"
-    return None
+    if cls in _PLAIN_JSON or isinstance(value, type):
+        return None
+    return f"{cls.__module__}:{cls.__qualname__}"
 
 
 @functools.lru_cache(maxsize=512)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -58,6 +59,32 @@ def _queue_option(value: str | Queue | Mapping[str, Any] | None) -> dict[str, An
     raise ConfigurationError(f"queue must be a name, a Queue or a dict, not {type(value).__name__}")
 
 
+def _payload_annotation(fn: Callable[..., Any], param: inspect.Parameter) -> Any:
+    """Resolve the payload parameter's annotation on its own.
+
+    Resolving all hints at once fails when *another* annotation cannot be
+    resolved (e.g. ``ctx: WorkflowContext`` imported under ``TYPE_CHECKING``);
+    the payload must still be validated, or fail loudly.
+    """
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:
+        hints = {}
+    if param.name in hints:
+        return hints[param.name]
+    raw = param.annotation
+    if raw is inspect.Parameter.empty:
+        return Any
+    if isinstance(raw, str):
+        try:
+            return eval(raw, getattr(fn, "__globals__", {}))
+        except Exception as exc:
+            raise ConfigurationError(
+                f"cannot resolve the payload annotation {raw!r} of workflow {fn.__name__!r}: {exc}"
+            ) from exc
+    return raw
+
+
 class Workflow(Generic[R]):
     """A durable workflow. Create it with :func:`workflow`; register it with a ``Worker``."""
 
@@ -109,13 +136,7 @@ class Workflow(Generic[R]):
             )
         if len(positional) == 1:
             return Any, False
-        import typing
-
-        try:
-            hints = typing.get_type_hints(fn)
-        except Exception:
-            hints = {}
-        return hints.get(positional[1].name, Any), True
+        return _payload_annotation(fn, positional[1]), True
 
     # ------------------------------------------------------------------ worker side
 

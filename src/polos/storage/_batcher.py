@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 
 from ._ops import Transition, WriteOp, WriteResult
@@ -36,6 +37,7 @@ class WriteBatcher:
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
         self.ops = 0
+        self.busy_seconds = 0.0
 
     def start(self) -> None:
         """Start the writer task."""
@@ -55,6 +57,16 @@ class WriteBatcher:
         except asyncio.CancelledError:
             pass
 
+    def describe(self) -> str:
+        """Counters for logs: batches, ops, mean batch size and time."""
+        if not self.batches:
+            return "no writes"
+        return (
+            f"{self.ops} writes in {self.batches} batches "
+            f"(mean {self.ops / self.batches:.1f} per batch, "
+            f"{1000 * self.busy_seconds / self.batches:.2f} ms per batch)"
+        )
+
     async def submit(self, op: WriteOp) -> WriteResult:
         """Queue ``op`` and wait until its batch is committed. Raises the op's error, if any."""
         future: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
@@ -72,6 +84,7 @@ class WriteBatcher:
                 await self._write(batch)
 
     async def _write(self, batch: list[tuple[WriteOp, asyncio.Future[WriteResult]]]) -> None:
+        started = time.perf_counter()
         try:
             outcome = await self._store.apply_batch([op for op, _ in batch])
         except Exception as exc:  # the store isolates per-op errors; this is a broken connection
@@ -82,6 +95,7 @@ class WriteBatcher:
             return
         self.batches += 1
         self.ops += len(batch)
+        self.busy_seconds += time.perf_counter() - started
         for (_, future), result in zip(batch, outcome.results, strict=True):
             if future.done():
                 continue

@@ -7,7 +7,9 @@ from sqlalchemy.engine import Engine
 
 from ._store import Dialect
 
-DIALECT = Dialect(name="postgres", lock_rows=" FOR UPDATE", skip_locked=" FOR UPDATE SKIP LOCKED")
+DIALECT = Dialect(
+    name="postgres", lock_rows=" FOR UPDATE", skip_locked=" FOR UPDATE SKIP LOCKED", inline=False
+)
 
 
 def create_engines(url: str, *, pool_size: int = 10) -> tuple[Engine, Engine]:

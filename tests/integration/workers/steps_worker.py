@@ -42,7 +42,9 @@ class StepsInput(BaseModel):
     """Side log of this execution (``SIDE_LOG`` when unset)."""
 
 
-async def _side_effect(key: str, sleep: float, value: int, log: str | None = None) -> dict[str, int]:
+async def _side_effect(
+    key: str, sleep: float, value: int, log: str | None = None
+) -> dict[str, int]:
     pid = os.getpid()
     side_log(f"{key} start {pid}", log)
     await asyncio.sleep(sleep)
@@ -55,9 +57,7 @@ async def five_steps(ctx: WorkflowContext, payload: StepsInput) -> dict[str, obj
     """``count`` steps (five by default) with a side effect and a sleep each."""
     values = []
     for i in range(1, payload.count + 1):
-        out = await ctx.step.run(
-            f"s{i}", _side_effect, f"s{i}", payload.sleep, i * 10, payload.log
-        )
+        out = await ctx.step.run(f"s{i}", _side_effect, f"s{i}", payload.sleep, i * 10, payload.log)
         values.append(out["value"])
     return {"tag": payload.tag, "values": values, "total": sum(values)}
 
@@ -120,9 +120,7 @@ def _flaky(counter_file: str) -> int:
 async def flaky(ctx: WorkflowContext, payload: dict) -> dict[str, int]:
     """Its step fails on the first two workflow attempts, then succeeds."""
     first = await ctx.step.run("first", _side_effect, "first", 0.0, 1)
-    calls = await ctx.step.run(
-        "flaky", _flaky, payload["counter_file"], retry_policy=NO_STEP_RETRY
-    )
+    calls = await ctx.step.run("flaky", _flaky, payload["counter_file"], retry_policy=NO_STEP_RETRY)
     return {"first": first["value"], "calls": calls}
 
 
