@@ -244,6 +244,12 @@ def test_cli_worker__runs_as_python_dash_m(tmp_path: Path) -> None:
     assert_one_line_error(done, "ValueError", "broken module")
 
 
+def test_cli_worker__malformed_api_url() -> None:
+    done = run_cli("worker", str(STEPS_WORKER), api_url="localhost:8080", timeout=30)
+
+    assert_one_line_error(done, "http://", "localhost:8080")
+
+
 def test_cli_worker__missing_file(tmp_path: Path) -> None:
     done = run_cli("worker", str(tmp_path / "missing.py"), api_url="http://127.0.0.1:9")
 

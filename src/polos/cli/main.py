@@ -10,7 +10,7 @@ from rich.table import Table
 
 from polos._version import __version__
 from polos.client import PolosClient
-from polos.errors import WorkflowFailedError
+from polos.errors import PolosError, WorkflowFailedError
 
 from ._common import (
     console,
@@ -272,7 +272,11 @@ def worker(ctx: click.Context, target: str, max_concurrent: int | None) -> None:
     from ._loader import LoadError, load_worker
 
     obj: dict[str, Any] = ctx.obj
-    client = PolosClient(obj["api_url"], obj["api_key"], obj["project_id"])
+    try:
+        client = PolosClient(obj["api_url"], obj["api_key"], obj["project_id"])
+    except PolosError as exc:  # a malformed --api-url, for instance
+        fail(str(exc))
+        return
     try:
         instance: Worker = load_worker(target, client, max_concurrent)
     except LoadError as exc:

@@ -320,9 +320,11 @@ class Gateway:
 
     async def _dispatch_loop(self) -> None:
         while True:
-            timeout = await self._next_timeout()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+            if not self._wake.is_set():
+                # Only an idle dispatcher needs to know when the next retry falls due.
+                timeout = await self._next_timeout()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
             self._wake.clear()
             try:
                 more = await self._dispatch_round()

@@ -31,8 +31,9 @@ from ._ops import (
     WriteOp,
     WriteResult,
 )
-from ._store import NO_WORKFLOW, Store, unit_random
+from ._store import Store, unit_random
 from ._tables import metadata
+from ._writes import NO_WORKFLOW
 
 DEFAULT_SQLITE_PATH = Path.home() / ".polos" / "polos.db"
 """Where the embedded database lives unless told otherwise."""

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from ._store import Dialect
+from ._writes import Dialect
 
 DIALECT = Dialect(name="sqlite", lock_rows="", skip_locked="", inline=True)
 
