@@ -108,6 +108,13 @@ def run(mode: str, polos_workers: int, tmp: Path) -> dict[str, Any]:
             "polos": step(
                 "polos-throughput", polos_bench.throughput, cfg["workflows"], polos_workers
             ),
+            "polos_batch": step(
+                "polos-throughput-batch",
+                polos_bench.throughput,
+                cfg["workflows"],
+                polos_workers,
+                batch=True,
+            ),
             "dbos": step("dbos-throughput", dbos_bench.throughput, cfg["workflows"]),
         },
         "crash": {
@@ -123,6 +130,9 @@ def run(mode: str, polos_workers: int, tmp: Path) -> dict[str, Any]:
         "latency_dbos_over_polos": latency_ratio,
         "latency_p90_dbos_over_polos": _ratio(lat["dbos"]["p90_ms"], lat["polos"]["p90_ms"]),
         "throughput_polos_over_dbos": throughput_ratio,
+        "throughput_batch_polos_over_dbos": _ratio(
+            thr["polos_batch"]["per_second"], thr["dbos"]["per_second"]
+        ),
         "resume_dbos_over_polos": _ratio(crash["dbos"]["median_s"], resume),
     }
     results["targets"] = {
@@ -133,6 +143,11 @@ def run(mode: str, polos_workers: int, tmp: Path) -> dict[str, Any]:
         "throughput_at_least_3x_dbos": {
             "target": f"Polos/DBOS >= {THROUGHPUT_RATIO_TARGET}",
             "met": throughput_ratio >= THROUGHPUT_RATIO_TARGET,
+        },
+        "throughput_batch_at_least_3x_dbos": {
+            "target": f"Polos (batch API)/DBOS >= {THROUGHPUT_RATIO_TARGET}",
+            "met": _ratio(thr["polos_batch"]["per_second"], thr["dbos"]["per_second"])
+            >= THROUGHPUT_RATIO_TARGET,
         },
         "crash_to_resume_under_1s": {
             "target": f"Polos median < {RESUME_TARGET_S} s",
@@ -178,6 +193,13 @@ def table(r: dict[str, Any]) -> str:
             f">= {THROUGHPUT_RATIO_TARGET:g}x: {met('throughput_at_least_3x_dbos')}",
         ),
         (
+            f"Throughput, batch API, {thr['polos_batch']['n']} x 3-step wf (wf/s)",
+            f"{thr['polos_batch']['per_second']:.0f}",
+            f"{thr['dbos']['per_second']:.0f}",
+            f"{ratios['throughput_batch_polos_over_dbos']:.2f}x (Polos/DBOS)",
+            f">= {THROUGHPUT_RATIO_TARGET:g}x: {met('throughput_batch_at_least_3x_dbos')}",
+        ),
+        (
             "Crash-to-resume, median (s) [*]",
             f"{crash['polos']['median_s']:.3f}",
             f"{crash['dbos']['median_s']:.3f}",
@@ -203,7 +225,9 @@ def table(r: dict[str, Any]) -> str:
         f"Throughput: {cfg['workflows']} workflows started at once, first start -> last result; "
         f"Polos: {cfg['polos_workers']} worker process(es), max_concurrent=1000, invokes and "
         f"result waits 100 at a time (server-side first create -> last completion: "
-        f"{_fmt_s(thr['polos'].get('server_span_seconds'))}); "
+        f"{_fmt_s(thr['polos'].get('server_span_seconds'))}); batch API: invoke_many "
+        "(1,000 per request) then wait_many (one long poll) (server-side: "
+        f"{_fmt_s(thr['polos_batch'].get('server_span_seconds'))}); "
         "DBOS: start_workflow_async (gathered), then every handle awaited."
     )
     env = r.get("environment", {})

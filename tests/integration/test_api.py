@@ -478,6 +478,59 @@ def test_routes__unknown_route_and_wrong_method_have_error_shape(http: httpx.Cli
 # ---------------------------------------------------------------------------- last: the log
 
 
+def test_batch_invoke__creates_all_in_order_and_honours_idempotency(http: httpx.Client) -> None:
+    items = [{"workflow_id": "wf-main", "payload": {"n": i}} for i in range(5)]
+    items.append({"workflow_id": "wf-main", "payload": 1, "idempotency_key": "batch-key"})
+    first = http.post("/api/v1/executions/batch", json={"items": items})
+    assert first.status_code == 201, first.text
+    created = first.json()["items"]
+    assert [e["payload"] for e in created[:5]] == [{"n": i} for i in range(5)]
+    assert all(e["status"] == "queued" and e["created"] for e in created)
+    again = http.post(
+        "/api/v1/executions/batch",
+        json={"items": [{"workflow_id": "wf-main", "idempotency_key": "batch-key"}]},
+    )
+    assert again.json()["items"][0]["id"] == created[5]["id"]
+    assert again.json()["items"][0]["created"] is False
+
+
+def test_batch_invoke__unknown_workflow_is_404_and_creates_nothing(http: httpx.Client) -> None:
+    before = len(http.get("/api/v1/executions", params={"limit": 500}).json()["items"])
+    response = http.post(
+        "/api/v1/executions/batch",
+        json={"items": [{"workflow_id": "wf-main"}, {"workflow_id": "ghost-wf"}]},
+    )
+    assert "ghost-wf" in problem(response, 404, "workflow_not_found")
+    after = len(http.get("/api/v1/executions", params={"limit": 500}).json()["items"])
+    assert after == before
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"items": []}, {"items": [{"workflow_id": "wf-main"}] * 1001}, {"items": [{}]}, {"other": 1}],
+)
+def test_batch_invoke__invalid_body_is_422(http: httpx.Client, body: dict[str, Any]) -> None:
+    problem(http.post("/api/v1/executions/batch", json=body), 422, "invalid_request")
+
+
+def test_wait_many__returns_current_state_after_timeout_in_request_order(
+    http: httpx.Client,
+) -> None:
+    a, b = invoke(http)["id"], invoke(http)["id"]
+    response = http.post("/api/v1/executions/wait", json={"ids": [b, a], "timeout": 0.2})
+    assert response.status_code == 200, response.text
+    assert [e["id"] for e in response.json()["items"]] == [b, a]
+    assert all(e["status"] == "queued" for e in response.json()["items"])
+
+
+def test_wait_many__unknown_id_is_404_and_bad_bodies_are_422(http: httpx.Client) -> None:
+    known = invoke(http)["id"]
+    response = http.post("/api/v1/executions/wait", json={"ids": [known, "missing-id"]})
+    assert "missing-id" in problem(response, 404, "execution_not_found")
+    for body in ({"ids": []}, {"ids": [known], "timeout": 61}, {"ids": "x"}):
+        problem(http.post("/api/v1/executions/wait", json=body), 422, "invalid_request")
+
+
 def test_server_log__has_no_traceback_after_bad_input(
     server: ServerProcess, small_server: ServerProcess
 ) -> None:

@@ -24,10 +24,10 @@ from polos.storage import metadata, migrate, migrations, normalize_url, open_sto
 # hash here when it is released.
 RELEASED: dict[str, dict[str, str]] = {
     "sqlite": {
-        "0001_init.sql": "e0dff7f25f80b9d5b9dbc85617545d96da6cf9792b9a318ee9c3173ab9c3c338",
+        "0001_init.sql": "99148684e6c27c9c44350010710fc65ff63265969a08a474d1bc9a6010035a99",
     },
     "postgres": {
-        "0001_init.sql": "9f435e84896554fdbac6458dd38edfaacac78034c773f3d66d7fccb6f8d86690",
+        "0001_init.sql": "30418b4231b7d1f95a060a5c37093ef76a397590da3771ea80d3246494e770ab",
     },
 }
 

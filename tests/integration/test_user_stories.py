@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 
 from polos import (
+    ExecutionNotFoundError,
     ExecutionStatus,
     PolosClient,
     WorkflowCancelledError,
     WorkflowFailedError,
+    WorkflowNotFoundError,
 )
 from polos.testing._processes import ServerProcess
 from tests.integration.conftest import count_lines, side_lines, wait_until
@@ -253,3 +255,30 @@ async def test_idempotency__same_key_starts_one_execution(
     assert other.id != first.id
     await other.result(timeout=30)
     assert count_lines(side_log, "s1 start") == 2
+
+
+@pytest.mark.timeout(60)
+async def test_invoke_many__starts_all_and_wait_many_returns_results_in_order(
+    server, client, start_worker
+):
+    start_worker()
+    handles = await client.invoke_many("greet", [{"name": f"n{i}"} for i in range(25)])
+    assert len({h.id for h in handles}) == 25
+    executions = await client.wait_many([h.id for h in handles], timeout=30)
+    assert [e.id for e in executions] == [h.id for h in handles]
+    assert all(e.status == "completed" for e in executions)
+    assert [e.result for e in executions] == [{"greeting": f"hello n{i}"} for i in range(25)]
+
+
+@pytest.mark.timeout(60)
+async def test_invoke_many__idempotency_keys_and_unknown_workflow(server, client, start_worker):
+    start_worker()
+    first = await client.invoke_many(
+        "greet", [{"name": "a"}, {"name": "b"}], idempotency_keys=["k-a", None]
+    )
+    again = await client.invoke_many("greet", [{"name": "a2"}], idempotency_keys=["k-a"])
+    assert again[0].id == first[0].id
+    with pytest.raises(WorkflowNotFoundError, match="nope"):
+        await client.invoke_many("nope", [1])
+    with pytest.raises(ExecutionNotFoundError):
+        await client.wait_many(["no-such-id"], timeout=5)

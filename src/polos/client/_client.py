@@ -6,7 +6,7 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Awaitable, Coroutine, Iterable
+from collections.abc import Awaitable, Coroutine, Iterable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -26,7 +26,11 @@ from polos.errors import (
 from polos.protocol import (
     API_PREFIX,
     PROJECT_HEADER,
+    BatchInvokeItem,
+    BatchInvokeRequest,
+    BatchInvokeResponse,
     Execution,
+    ExecutionList,
     ExecutionPage,
     ExecutionStatus,
     Health,
@@ -159,6 +163,7 @@ class PolosClient:
         self.timeout = timeout
         self.retry_for = retry_for
         self._http: httpx.AsyncClient | None = None
+        self._http_wait: httpx.AsyncClient | None = None
         self._http_loop: asyncio.AbstractEventLoop | None = None
         self._portal = _Portal()
         self._portal_client: PolosClient | None = None
@@ -175,24 +180,38 @@ class PolosClient:
             headers["Authorization"] = f"Bearer {self.api_key}"
         return headers
 
-    def _client(self) -> httpx.AsyncClient:
+    def _client(self, long_poll: bool = False) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
         if self._http is None or self._http_loop is not loop or self._http.is_closed:
-            # httpx pools are bound to one event loop; a new loop gets a new pool.
-            self._http = httpx.AsyncClient(
-                base_url=self.api_url + API_PREFIX,
-                headers=self.headers,
-                timeout=httpx.Timeout(self.timeout, connect=5.0),
-                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-            )
+            # httpx pools are bound to one event loop; a new loop gets new pools.
+            # Short calls use a small pool: httpcore's pool costs grow with its size
+            # (measured: 2.3 ms of client CPU per invoke at 20 connections, 5.4 ms at 100).
+            # Long polls get their own pool so that waiting never blocks other calls.
+            self._http = self._new_pool(max_connections=20)
+            self._http_wait = self._new_pool(max_connections=200)
             self._http_loop = loop
+        if long_poll and self._http_wait is not None:
+            return self._http_wait
         return self._http
+
+    def _new_pool(self, max_connections: int) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self.api_url + API_PREFIX,
+            headers=self.headers,
+            timeout=httpx.Timeout(self.timeout, connect=5.0),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+        )
 
     async def aclose(self) -> None:
         """Close pooled connections."""
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+        if self._http_wait is not None:
+            await self._http_wait.aclose()
+            self._http_wait = None
 
     async def __aenter__(self) -> PolosClient:
         return self
@@ -209,12 +228,13 @@ class PolosClient:
         params: Any = None,
         timeout: float | None = None,
         retry_for: float | None = None,
+        long_poll: bool = False,
     ) -> Any:
         deadline = time.monotonic() + (self.retry_for if retry_for is None else retry_for)
         delay = 0.1
         while True:
             try:
-                response = await self._client().request(
+                response = await self._client(long_poll).request(
                     method,
                     path,
                     json=json,
@@ -305,6 +325,89 @@ class PolosClient:
         execution = InvokeResponse.model_validate(data)
         return ExecutionHandle(self, execution.id, execution.workflow_id)
 
+    async def invoke_many(
+        self,
+        workflow_id: str,
+        payloads: Iterable[Any],
+        *,
+        idempotency_keys: Sequence[str | None] | None = None,
+        queue: str | None = None,
+        concurrency_key: str | None = None,
+        priority: int = 0,
+    ) -> list[ExecutionHandle]:
+        """Start one execution of ``workflow_id`` per payload, with few requests.
+
+        Executions are created 1,000 per request (each request in one
+        transaction). ``idempotency_keys``, when given, pairs one key (or
+        ``None``) with each payload.
+
+        Raises:
+            WorkflowNotFoundError: no worker ever registered ``workflow_id``.
+        """
+        items = [_jsonable(p) for p in payloads]
+        keys = list(idempotency_keys) if idempotency_keys is not None else [None] * len(items)
+        if len(keys) != len(items):
+            raise ConfigurationError("idempotency_keys must have one entry per payload")
+        handles: list[ExecutionHandle] = []
+        for start in range(0, len(items), 1000):
+            body = BatchInvokeRequest(
+                items=[
+                    BatchInvokeItem(
+                        workflow_id=workflow_id,
+                        payload=payload,
+                        idempotency_key=key,
+                        queue=queue,
+                        concurrency_key=concurrency_key,
+                        priority=priority,
+                    )
+                    for payload, key in zip(
+                        items[start : start + 1000], keys[start : start + 1000], strict=True
+                    )
+                ]
+            )
+            data = await self._request(
+                "POST", "/executions/batch", json=body.model_dump(mode="json", exclude_none=True)
+            )
+            handles += [
+                ExecutionHandle(self, e.id, e.workflow_id)
+                for e in BatchInvokeResponse.model_validate(data).items
+            ]
+        return handles
+
+    async def wait_many(
+        self, execution_ids: Iterable[str], timeout: float | timedelta | None = None
+    ) -> list[Execution]:
+        """Wait until every execution has finished; returns them in the order given.
+
+        Raises:
+            polos.TimeoutError: some did not finish within ``timeout``.
+        """
+        ids = list(execution_ids)
+        limit = _seconds(timeout)
+        deadline = None if limit is None else time.monotonic() + limit
+        done: dict[str, Execution] = {}
+        while len(done) < len(set(ids)):
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(
+                    f"{len(set(ids)) - len(done)} of {len(set(ids))} executions did not finish "
+                    f"within {limit:g} s"
+                )
+            poll = 30.0 if remaining is None else min(30.0, max(0.0, remaining))
+            pending = [i for i in dict.fromkeys(ids) if i not in done][:1000]
+            data = await self._request(
+                "POST",
+                "/executions/wait",
+                json={"ids": pending, "timeout": round(poll, 3)},
+                timeout=poll + self.timeout,
+                retry_for=remaining if remaining is not None else 3600.0,
+                long_poll=True,
+            )
+            for execution in ExecutionList.model_validate(data).items:
+                if execution.status.is_terminal:
+                    done[execution.id] = execution
+        return [done[i] for i in ids]
+
     def handle(self, execution_id: str, workflow_id: str = "") -> ExecutionHandle:
         """A handle on an existing execution."""
         return ExecutionHandle(self, execution_id, workflow_id)
@@ -370,6 +473,7 @@ class PolosClient:
                 params={"timeout": round(poll, 3)},
                 timeout=poll + self.timeout,
                 retry_for=remaining if remaining is not None else 3600.0,
+                long_poll=True,
             )
             execution = Execution.model_validate(data)
             if execution.status.is_terminal:

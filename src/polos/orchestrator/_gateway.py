@@ -336,16 +336,20 @@ class Gateway:
                 self._wake.set()
 
     async def _next_timeout(self) -> float:
-        # Executions waiting out a retry backoff become runnable on their own:
-        # sleep until the earliest one (but re-check at least every second).
+        # Executions waiting out a retry backoff become runnable on their own: sleep until
+        # the earliest one (re-checking at least every second). Runnable-now executions
+        # that were not claimed have no worker with room; a wake (new worker, freed slot)
+        # brings them, so without a free slot there is nothing to compute.
+        if not any(s.free_slots > 0 and s.workflows for s in self.sessions.values()):
+            return 1.0
+        now = now_ms()
         try:
-            earliest = await self.store.next_available_at()
+            earliest = await self.store.next_available_at(now)
         except Exception:
             return 1.0
-        delay = (earliest - now_ms()) / 1000 if earliest is not None else 0.0
-        # Runnable-now executions that were not claimed have no worker with room: a
-        # wake (new worker, freed slot) brings them; polling faster would only spin.
-        return min(1.0, delay) if delay > 0 else 1.0
+        if earliest is None:
+            return 1.0
+        return max(0.001, min(1.0, (earliest - now) / 1000))
 
     async def _dispatch_round(self) -> bool:
         """Claim work for every worker with free slots. True if a worker got a full batch."""

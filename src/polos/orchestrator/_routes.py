@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel
 
 from polos.protocol import (
     API_PREFIX,
     DEFAULT_PROJECT_ID,
     PROJECT_HEADER,
+    BatchInvokeRequest,
+    BatchInvokeResponse,
     CancelRequest,
     ErrorBody,
     Execution,
+    ExecutionList,
     ExecutionPage,
     ExecutionStatus,
     InvokeRequest,
     InvokeResponse,
     StepList,
+    WaitRequest,
     WorkerList,
     WorkflowList,
 )
@@ -41,12 +47,22 @@ class ApiProblem(Exception):
         self.message = message
 
 
+def model_response(model: BaseModel, status: int = 200) -> Response:
+    """Serialise a model once, in pydantic's JSON encoder.
+
+    Returning a ``Response`` skips FastAPI's second validation of the return
+    value against ``response_model`` (which still documents the route).
+    """
+    return Response(model.model_dump_json(), status_code=status, media_type="application/json")
+
+
 def problem_response(status: int, code: str, message: str) -> JSONResponse:
     """A JSON error body in the API's one error shape."""
     return JSONResponse(ErrorBody(code=code, message=message).model_dump(), status_code=status)
 
 
-def _runtime(request: Request) -> OrchestratorRuntime:
+async def _runtime(request: Request) -> OrchestratorRuntime:
+    # async on purpose: FastAPI runs plain-def dependencies in a thread pool, one hop per request.
     runtime: OrchestratorRuntime = request.app.state.runtime
     return runtime
 
@@ -96,6 +112,19 @@ def _decode_cursor(raw: str | None) -> tuple[int, str] | None:
         raise ApiProblem(400, "invalid_cursor", "cursor is not one this API returned") from exc
 
 
+def _create_op(project_id: str, workflow_id: str, body: InvokeRequest) -> CreateExecution:
+    return CreateExecution(
+        project_id=project_id,
+        workflow_id=workflow_id,
+        payload_json=dumps(body.payload),
+        idempotency_key=body.idempotency_key,
+        queue=body.queue,
+        concurrency_key=body.concurrency_key,
+        priority=body.priority,
+        state_json=dumps(body.initial_state) if body.initial_state is not None else None,
+    )
+
+
 @router.post(
     "/workflows/{workflow_id}/executions",
     response_model=InvokeResponse,
@@ -104,20 +133,9 @@ def _decode_cursor(raw: str | None) -> tuple[int, str] | None:
 )
 async def invoke(
     workflow_id: str, body: InvokeRequest, runtime: Runtime, project_id: Project
-) -> JSONResponse:
+) -> Response:
     """Start an execution. With an ``idempotency_key`` already used, returns that execution (200)."""
-    result = await runtime.batcher.submit(
-        CreateExecution(
-            project_id=project_id,
-            workflow_id=workflow_id,
-            payload_json=dumps(body.payload),
-            idempotency_key=body.idempotency_key,
-            queue=body.queue,
-            concurrency_key=body.concurrency_key,
-            priority=body.priority,
-            state_json=dumps(body.initial_state) if body.initial_state is not None else None,
-        )
-    )
+    result = await runtime.batcher.submit(_create_op(project_id, workflow_id, body))
     if result == NO_WORKFLOW:
         raise ApiProblem(
             404,
@@ -129,9 +147,7 @@ async def invoke(
     if result.created:
         runtime.gateway.wake()
     response = InvokeResponse(**result.execution.model_dump(), created=result.created)
-    return JSONResponse(
-        response.model_dump(mode="json"), status_code=201 if result.created else 200
-    )
+    return model_response(response, 201 if result.created else 200)
 
 
 @router.get("/executions", response_model=ExecutionPage, summary="List executions, newest first")
@@ -144,7 +160,7 @@ async def list_executions(
     workflow_id: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
-) -> ExecutionPage:
+) -> Response:
     """A page of executions; pass ``next_cursor`` back as ``cursor`` for the next one."""
     items, next_cursor = await runtime.store.list_executions(
         project_id,
@@ -153,7 +169,7 @@ async def list_executions(
         limit=limit,
         cursor=_decode_cursor(cursor),
     )
-    return ExecutionPage(items=items, next_cursor=_encode_cursor(next_cursor))
+    return model_response(ExecutionPage(items=items, next_cursor=_encode_cursor(next_cursor)))
 
 
 async def _get(runtime: OrchestratorRuntime, project_id: str, execution_id: str) -> Execution:
@@ -164,9 +180,9 @@ async def _get(runtime: OrchestratorRuntime, project_id: str, execution_id: str)
 
 
 @router.get("/executions/{execution_id}", response_model=Execution, summary="Get one execution")
-async def get_execution(execution_id: str, runtime: Runtime, project_id: Project) -> Execution:
+async def get_execution(execution_id: str, runtime: Runtime, project_id: Project) -> Response:
     """The execution's status, payload, result or error, and attempt history."""
-    return await _get(runtime, project_id, execution_id)
+    return model_response(await _get(runtime, project_id, execution_id))
 
 
 @router.get(
@@ -179,22 +195,83 @@ async def wait_execution(
     runtime: Runtime,
     project_id: Project,
     timeout: Annotated[float, Query(ge=0, le=60, description="Seconds to wait at most.")] = 30.0,
-) -> Execution:
+) -> Response:
     """Returns as soon as the execution is finished, or after ``timeout`` with its current state."""
-    execution = await _get(runtime, project_id, execution_id)
-    if execution.status.is_terminal or timeout == 0:
-        return execution
-    await runtime.waiters.wait(execution_id, timeout)
-    return await _get(runtime, project_id, execution_id)
+    futures = runtime.waiters.register([execution_id])
+    try:
+        execution = await _get(runtime, project_id, execution_id)
+        if execution.status.is_terminal or timeout == 0:
+            return model_response(execution)
+        await runtime.waiters.wait(futures, timeout)
+    finally:
+        runtime.waiters.unregister([execution_id], futures)
+    return model_response(await _get(runtime, project_id, execution_id))
+
+
+@router.post(
+    "/executions/wait",
+    response_model=ExecutionList,
+    summary="Wait for many executions to finish (long poll)",
+)
+async def wait_executions(body: WaitRequest, runtime: Runtime, project_id: Project) -> Response:
+    """Returns when every listed execution has finished, or after ``timeout``, in request order."""
+    ids = list(dict.fromkeys(body.ids))
+    futures = runtime.waiters.register(ids)
+    try:
+        found = await runtime.store.get_executions(project_id, ids)
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise ApiProblem(
+                404, "execution_not_found", f"executions do not exist: {', '.join(missing[:10])}"
+            )
+        if any(not e.status.is_terminal for e in found.values()):
+            await runtime.waiters.wait(futures, body.timeout)
+            found = await runtime.store.get_executions(project_id, ids)
+    finally:
+        runtime.waiters.unregister(ids, futures)
+    return model_response(ExecutionList(items=[found[i] for i in body.ids]))
+
+
+@router.post(
+    "/executions/batch",
+    response_model=BatchInvokeResponse,
+    status_code=201,
+    summary="Start many executions at once",
+)
+async def invoke_batch(body: BatchInvokeRequest, runtime: Runtime, project_id: Project) -> Response:
+    """Start up to 1,000 executions in one request; they are created in one transaction."""
+    registered = {w.id for w in await runtime.store.list_workflows(project_id)}
+    unknown = sorted({i.workflow_id for i in body.items} - registered)
+    if unknown:
+        raise ApiProblem(
+            404,
+            "workflow_not_found",
+            f"workflows not registered in project {project_id!r}: {', '.join(unknown[:10])}",
+        )
+    results = await asyncio.gather(
+        *(
+            runtime.batcher.submit(_create_op(project_id, item.workflow_id, item))
+            for item in body.items
+        )
+    )
+    items = []
+    for item, result in zip(body.items, results, strict=True):
+        if not isinstance(result, Created):  # unregistered meanwhile
+            raise ApiProblem(
+                404, "workflow_not_found", f"workflow {item.workflow_id!r} is not registered"
+            )
+        items.append(InvokeResponse(**result.execution.model_dump(), created=result.created))
+    runtime.gateway.wake()
+    return model_response(BatchInvokeResponse(items=items), 201)
 
 
 @router.get(
     "/executions/{execution_id}/steps", response_model=StepList, summary="An execution's step log"
 )
-async def list_steps(execution_id: str, runtime: Runtime, project_id: Project) -> StepList:
+async def list_steps(execution_id: str, runtime: Runtime, project_id: Project) -> Response:
     """Every recorded step, in order."""
     await _get(runtime, project_id, execution_id)
-    return StepList(items=await runtime.store.list_steps(execution_id))
+    return model_response(StepList(items=await runtime.store.list_steps(execution_id)))
 
 
 @router.post(

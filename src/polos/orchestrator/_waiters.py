@@ -15,20 +15,34 @@ class Waiters:
     def __init__(self) -> None:
         self._waiting: dict[str, set[asyncio.Future[str]]] = {}
 
-    async def wait(self, execution_id: str, timeout: float) -> str | None:
-        """Wait up to ``timeout`` seconds for ``execution_id`` to finish; its status or ``None``."""
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(execution_id, set()).add(future)
-        try:
-            return await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            return None
-        finally:
-            futures = self._waiting.get(execution_id)
-            if futures is not None:
-                futures.discard(future)
-                if not futures:
+    def register(self, ids: Sequence[str]) -> list[asyncio.Future[str]]:
+        """Futures resolved when each of ``ids`` finishes.
+
+        Register *before* reading the executions' status: a finish that lands
+        between the read and the registration would otherwise go unnoticed.
+        """
+        loop = asyncio.get_running_loop()
+        futures = []
+        for execution_id in ids:
+            future: asyncio.Future[str] = loop.create_future()
+            self._waiting.setdefault(execution_id, set()).add(future)
+            futures.append(future)
+        return futures
+
+    def unregister(self, ids: Sequence[str], futures: Sequence[asyncio.Future[str]]) -> None:
+        """Forget futures made by :meth:`register`."""
+        for execution_id, future in zip(ids, futures, strict=True):
+            waiting = self._waiting.get(execution_id)
+            if waiting is not None:
+                waiting.discard(future)
+                if not waiting:
                     del self._waiting[execution_id]
+
+    async def wait(self, futures: Sequence[asyncio.Future[str]], timeout: float) -> None:
+        """Wait until every future is resolved, or ``timeout`` seconds."""
+        pending = [f for f in futures if not f.done()]
+        if pending and timeout > 0:
+            await asyncio.wait(pending, timeout=timeout)
 
     def notify(self, transitions: Sequence[Transition]) -> None:
         """Resolve the waiters of every execution that reached a terminal status."""

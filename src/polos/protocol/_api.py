@@ -27,6 +27,29 @@ class InvokeRequest(BaseModel):
     initial_state: Any = Field(default=None, description="Initial value of ctx.state.")
 
 
+class BatchInvokeItem(InvokeRequest):
+    """One execution to start in a batch."""
+
+    workflow_id: str = Field(min_length=1, max_length=200)
+
+
+class BatchInvokeRequest(BaseModel):
+    """Start many executions with one request (all in one transaction)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[BatchInvokeItem] = Field(min_length=1, max_length=1000)
+
+
+class WaitRequest(BaseModel):
+    """Wait until every listed execution has finished (or ``timeout`` passes)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[str] = Field(min_length=1, max_length=1000)
+    timeout: float = Field(default=30.0, ge=0, le=60, description="Seconds to wait at most.")
+
+
 class AttemptInfo(BaseModel):
     """One finished attempt of an execution that did not succeed."""
 
@@ -77,6 +100,18 @@ class InvokeResponse(Execution):
     created: bool = Field(
         description="False when the idempotency key matched an existing execution."
     )
+
+
+class BatchInvokeResponse(BaseModel):
+    """The executions of a batch, in request order."""
+
+    items: list[InvokeResponse]
+
+
+class ExecutionList(BaseModel):
+    """Executions, in the order asked for."""
+
+    items: list[Execution]
 
 
 class ExecutionPage(BaseModel):

@@ -39,6 +39,15 @@ from ._writes import QUEUED, RUNNING, Dialect, Writes
 T = TypeVar("T")
 
 
+# Built once: SQLAlchemy then finds the compiled form in its cache instead of rebuilding it.
+_SELECT_EXECUTION = sa.select(t.executions).where(
+    t.executions.c.id == sa.bindparam("id"), t.executions.c.project_id == sa.bindparam("project_id")
+)
+_SELECT_STEPS = (
+    sa.select(t.steps).where(t.steps.c.execution_id == sa.bindparam("id")).order_by(t.steps.c.seq)
+)
+
+
 class Store:
     """All database access of the orchestrator."""
 
@@ -375,14 +384,7 @@ class Store:
 
         def go(conn: Connection) -> Execution | None:
             row = (
-                (
-                    conn.execute(
-                        sa.select(t.executions).where(
-                            t.executions.c.id == execution_id,
-                            t.executions.c.project_id == project_id,
-                        )
-                    )
-                )
+                conn.execute(_SELECT_EXECUTION, {"id": execution_id, "project_id": project_id})
                 .mappings()
                 .first()
             )
@@ -390,17 +392,24 @@ class Store:
 
         return await self.read(go)
 
+    async def get_executions(self, project_id: str, ids: Sequence[str]) -> dict[str, Execution]:
+        """The executions of a project among ``ids`` (unknown ids are absent)."""
+
+        def go(conn: Connection) -> dict[str, Execution]:
+            rows = conn.execute(
+                sa.select(t.executions).where(
+                    t.executions.c.project_id == project_id, t.executions.c.id.in_(list(ids))
+                )
+            ).mappings()
+            return {r["id"]: execution_from_row(r) for r in rows.all()}
+
+        return await self.read(go)
+
     async def list_steps(self, execution_id: str) -> list[StepRecord]:
         """An execution's step log in recording order."""
 
         def go(conn: Connection) -> list[StepRecord]:
-            rows = (
-                conn.execute(
-                    sa.select(t.steps)
-                    .where(t.steps.c.execution_id == execution_id)
-                    .order_by(t.steps.c.seq)
-                )
-            ).mappings()
+            rows = conn.execute(_SELECT_STEPS, {"id": execution_id}).mappings()
             return [step_from_row(r) for r in rows.all()]
 
         return await self.read(go)
@@ -440,13 +449,17 @@ class Store:
 
         return await self.read(go)
 
-    async def next_available_at(self) -> int | None:
-        """Earliest ``available_at`` among queued executions (to sleep until then)."""
+    async def next_available_at(self, after: int) -> int | None:
+        """Earliest ``available_at`` later than ``after`` among queued executions.
+
+        That is when an execution waiting out a retry backoff becomes runnable
+        (served by the partial index ``ix_executions_queued_due``).
+        """
 
         def go(conn: Connection) -> int | None:
             value = conn.scalar(
                 sa.select(sa.func.min(t.executions.c.available_at)).where(
-                    t.executions.c.status == QUEUED
+                    t.executions.c.status == QUEUED, t.executions.c.available_at > after
                 )
             )
             return int(value) if value is not None else None

@@ -88,6 +88,12 @@ executions = sa.Table(
         postgresql_where=sa.text("status = 'queued'"),
     ),
     sa.Index(
+        "ix_executions_queued_due",
+        "available_at",
+        sqlite_where=sa.text("status = 'queued'"),
+        postgresql_where=sa.text("status = 'queued'"),
+    ),
+    sa.Index(
         "ix_executions_running_worker",
         "worker_id",
         sqlite_where=sa.text("status = 'running'"),

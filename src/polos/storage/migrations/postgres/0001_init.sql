@@ -51,6 +51,8 @@ CREATE INDEX ix_executions_project_workflow ON executions (project_id, workflow_
 
 CREATE INDEX ix_executions_queued ON executions (project_id, priority, available_at) WHERE status = 'queued';
 
+CREATE INDEX ix_executions_queued_due ON executions (available_at) WHERE status = 'queued';
+
 CREATE INDEX ix_executions_running_worker ON executions (worker_id) WHERE status = 'running';
 
 CREATE UNIQUE INDEX ux_executions_idempotency ON executions (project_id, idempotency_key);
