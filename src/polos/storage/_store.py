@@ -466,22 +466,6 @@ class Store:
 
         return await self.read(go)
 
-    async def terminal_statuses(self, ids: Sequence[str]) -> dict[str, str]:
-        """Status of each of ``ids`` that has finished."""
-        if not ids:
-            return {}
-
-        def go(conn: Connection) -> dict[str, str]:
-            rows = conn.execute(
-                sa.select(t.executions.c.id, t.executions.c.status).where(
-                    t.executions.c.id.in_(list(ids)),
-                    t.executions.c.status.in_(["completed", "failed", "cancelled"]),
-                )
-            )
-            return {r.id: r.status for r in rows.all()}
-
-        return await self.read(go)
-
     # ------------------------------------------------------------------ batched writes
 
     async def apply_batch(self, ops: Sequence[WriteOp]) -> BatchOutcome:

@@ -291,13 +291,13 @@ class Worker:
                 self.completed += 1
             else:
                 assert outcome.error is not None
-                if task.attempt == 1 or outcome.retryable:
-                    log.info(
-                        "execution %s raised %s: %s",
-                        task.execution_id,
-                        outcome.error.type,
-                        outcome.error.message,
-                    )
+                log.info(
+                    "execution %s (attempt %d) raised %s: %s",
+                    task.execution_id,
+                    task.attempt,
+                    outcome.error.type,
+                    outcome.error.message,
+                )
                 ack = await channel.request(
                     lambda req: Fail(
                         req=req,
