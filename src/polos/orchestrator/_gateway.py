@@ -377,7 +377,16 @@ class Gateway:
         session.running[task.execution_id] = task.epoch
         self.dispatched += 1
         await session.send(task)
-        # If the socket broke while sending, the disconnect handler requeues the execution.
+        if session.closed:
+            # The socket closed between the claim and the send. If the worker has already
+            # reconnected (a new session), its Hello could not list this execution, so no
+            # disconnect handler would ever requeue it: hand it back now (fenced by epoch).
+            session.running.pop(task.execution_id, None)
+            try:
+                await self.batcher.submit(ReleaseOp(task.execution_id, task.epoch))
+            except Exception as exc:  # the lease sweep requeues it if the worker is gone
+                log.warning("could not release undelivered %s: %s", task.execution_id, exc)
+            self.wake()
 
     # ------------------------------------------------------------------ cancellation
 

@@ -219,6 +219,11 @@ class Worker:
             self._background.add(release)
             release.add_done_callback(self._background.discard)
             return
+        previous = self._running.get(task.execution_id)
+        if previous is not None and previous.job is not None:
+            # A newer lease on the same execution: the old attempt is fenced off already.
+            previous.cancel_reason = "superseded"
+            previous.job.cancel()
         running = _Running(task)
         self._running[task.execution_id] = running
         running.job = asyncio.create_task(
@@ -324,4 +329,5 @@ class Worker:
         except Exception:
             log.exception("execution %s: unexpected worker error", task.execution_id)
         finally:
-            self._running.pop(task.execution_id, None)
+            if self._running.get(task.execution_id) is running:
+                del self._running[task.execution_id]
