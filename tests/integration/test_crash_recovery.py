@@ -140,6 +140,32 @@ async def test_orchestrator_crash__kill9_and_restart_worker_reconnects_and_finis
     assert [s.key for s in await client.list_steps(before.id)] == ["hello"]
 
 
+async def test_orchestrator_restart__graceful_stop_keeps_leases_and_repeats_nothing(
+    server: ServerProcess, client: PolosClient, start_worker, side_log: Path
+) -> None:
+    worker = start_worker()
+    handle = await client.invoke("five_steps", {"sleep": 0.5, "tag": "crash"})
+    wait_until(lambda: count_lines(side_log, "s2 start") == 1, what="step 2 to start")
+    # SIGTERM: a planned restart, not a crash (uvicorn re-raises the signal after shutting down)
+    assert server.stop() in (0, -signal.SIGTERM)
+    server.restart()
+    result = await handle.result(timeout=45)
+
+    assert result == EXPECTED
+    assert worker.alive
+    assert worker.output().count("connected to ") >= 2
+    # The worker kept its lease across the restart: every step ran exactly once,
+    # the step in flight reported its result after the restart, no attempt was lost.
+    for i in range(1, 6):
+        assert count_lines(side_log, f"s{i} start") == 1, i
+    execution = await client.get_execution(handle.id)
+    assert execution.status == ExecutionStatus.COMPLETED
+    assert execution.attempt == 1
+    assert execution.crashed_attempts == 0
+    assert execution.attempts == []
+    assert "requeued" not in server.output()
+
+
 async def test_worker_shutdown__sigterm_releases_in_flight_execution(
     client: PolosClient, start_worker, side_log: Path
 ) -> None:

@@ -8,9 +8,11 @@ import os
 import socket
 import sys
 from collections.abc import Coroutine
+from types import FrameType
 from typing import Any
 
 import click
+import uvicorn
 
 from polos._version import __version__
 from polos.errors import PolosError
@@ -77,8 +79,6 @@ def start(
     heartbeat_ms: int | None,
 ) -> None:
     """Start the orchestrator (API, worker channel and UI)."""
-    import uvicorn
-
     from polos.orchestrator import OrchestratorSettings, create_app
     from polos.storage import describe_url, normalize_url
 
@@ -131,7 +131,7 @@ def start(
         timeout_graceful_shutdown=5,
         lifespan="on",
     )
-    server = uvicorn.Server(config)
+    server = _GracefulServer(config)
     try:
         ok = _run_loop(_serve(server))
     except KeyboardInterrupt:
@@ -140,6 +140,20 @@ def start(
         ok = False
     if not ok:
         fail(f"could not start on {host}:{port} (see the log above)")
+
+
+class _GracefulServer(uvicorn.Server):
+    """Tells the gateway about a shutdown *before* uvicorn closes the worker sockets.
+
+    Otherwise every closing worker socket would look like a dead worker, and a
+    graceful restart would requeue (and count as crashed) all running executions.
+    """
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        runtime = getattr(getattr(self.config.app, "state", None), "runtime", None)
+        if runtime is not None:
+            runtime.gateway.begin_shutdown()
+        super().handle_exit(sig, frame)
 
 
 def _run_loop(main: Coroutine[Any, Any, bool]) -> bool:
@@ -159,10 +173,7 @@ async def _check_database(url: str | None) -> None:
     await store.close()
 
 
-async def _serve(server: object) -> bool:
-    import uvicorn
-
-    assert isinstance(server, uvicorn.Server)
+async def _serve(server: uvicorn.Server) -> bool:
     await server.serve()
     return bool(server.started)
 

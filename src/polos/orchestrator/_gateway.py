@@ -117,6 +117,7 @@ class Gateway:
         self._tasks: list[asyncio.Task[None]] = []
         self._handlers: set[asyncio.Task[None]] = set()
         self.dispatched = 0
+        self.stopping = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -130,8 +131,17 @@ class Gateway:
         ]
         self.wake()
 
+    def begin_shutdown(self) -> None:
+        """This orchestrator is going away on purpose: sockets that close now are not worker deaths.
+
+        Workers keep their leases and reconnect (to this orchestrator once it is back, or
+        to another); their executions go on without being requeued or counted as crashes.
+        """
+        self.stopping = True
+
     async def stop(self) -> None:
         """Stop background loops and close every worker socket."""
+        self.begin_shutdown()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -258,6 +268,8 @@ class Gateway:
         session.closed = True
         if self.sessions.get(session.worker_id) is not session:
             return  # it reconnected meanwhile; the new session owns its executions
+        if self.stopping:
+            return  # we are shutting down, the worker is not dead: it keeps its lease
         del self.sessions[session.worker_id]
         try:
             transitions = await self.store.worker_gone(
@@ -405,7 +417,7 @@ class Gateway:
 
     async def _lease_loop(self) -> None:
         interval = max(0.05, self.settings.heartbeat_ms / 1000)
-        while True:
+        while not self.stopping:
             await asyncio.sleep(interval)
             try:
                 await self._renew_and_expire()
