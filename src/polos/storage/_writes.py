@@ -46,6 +46,18 @@ from ._ops import (
     WriteResult,
 )
 
+_INSERT_STEPS = sa.text(
+    "INSERT INTO steps (execution_id, key, seq, kind, output, output_type, error, state, "
+    "attempts, started_at, completed_at) VALUES (:execution_id, :key, :seq, :kind, :output, "
+    ":output_type, :error, :state, :attempts, :started_at, :completed_at) ON CONFLICT DO NOTHING"
+)
+_UPDATE_STATE = sa.text("UPDATE executions SET state = :state, updated_at = :now WHERE id = :eid")
+_COMPLETE = sa.text(
+    "UPDATE executions SET status = 'completed', result = :result, "
+    "state = COALESCE(:state, state), completed_at = :now, updated_at = :now, "
+    "worker_id = NULL WHERE id = :eid AND epoch = :epoch AND status = 'running'"
+)
+
 NO_WORKFLOW = "no_workflow"
 """Result of :class:`CreateExecution` when the workflow id was never registered."""
 
@@ -80,6 +92,27 @@ class Writes:
 
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
+        # Statements are built once: SQLAlchemy then reuses their compiled form.
+        self._leases = sa.text(
+            "SELECT id, epoch, status FROM executions WHERE id IN :ids" + dialect.lock_rows
+        ).bindparams(sa.bindparam("ids", expanding=True))
+        fingerprint = (
+            "(SELECT ww.fingerprint FROM worker_workflows ww "
+            "WHERE ww.worker_id = :w AND ww.workflow_id = executions.workflow_id)"
+        )
+        self._claim_stmt = sa.text(
+            "UPDATE executions SET status = 'running', worker_id = :w, epoch = epoch + 1, "
+            "attempt = attempt + 1, updated_at = :now, started_at = COALESCE(started_at, :now), "
+            f"code_changed = CASE WHEN code_fingerprint IS NOT NULL AND code_fingerprint <> {fingerprint} "
+            "THEN TRUE ELSE code_changed END, "
+            f"code_fingerprint = COALESCE(code_fingerprint, {fingerprint}) "
+            "WHERE id IN (SELECT id FROM executions WHERE project_id = :p AND status = 'queued' "
+            "AND available_at <= :now AND workflow_id IN "
+            "(SELECT workflow_id FROM worker_workflows WHERE worker_id = :w) "
+            "ORDER BY priority DESC, available_at, id LIMIT :n" + dialect.skip_locked + ") "
+            "RETURNING id, workflow_id, epoch, attempt, payload, state, parent_id, root_id, "
+            "created_at, code_fingerprint"
+        )
 
     def requeue(
         self, conn: Connection, ids: Sequence[str], *, outcome: str, now: int
@@ -148,13 +181,7 @@ class Writes:
         }
         leases: dict[str, tuple[int, str]] = {}
         if fenced_ids:
-            rows = conn.execute(
-                sa.text(
-                    "SELECT id, epoch, status FROM executions WHERE id IN :ids"
-                    + self.dialect.lock_rows
-                ).bindparams(sa.bindparam("ids", expanding=True)),
-                {"ids": sorted(fenced_ids)},
-            )
+            rows = conn.execute(self._leases, {"ids": sorted(fenced_ids)})
             leases = {r.id: (r.epoch, r.status) for r in rows.all()}
 
         def holds(execution_id: str, epoch: int, *also: str) -> bool:
@@ -202,29 +229,11 @@ class Writes:
                 results[i] = cancelled
 
         if step_rows:
-            conn.execute(
-                sa.text(
-                    "INSERT INTO steps (execution_id, key, seq, kind, output, output_type, error, state, "
-                    "attempts, started_at, completed_at) VALUES (:execution_id, :key, :seq, :kind, "
-                    ":output, :output_type, :error, "
-                    ":state, :attempts, :started_at, :completed_at) ON CONFLICT DO NOTHING"
-                ),
-                step_rows,
-            )
+            conn.execute(_INSERT_STEPS, step_rows)
         if state_rows:
-            conn.execute(
-                sa.text("UPDATE executions SET state = :state, updated_at = :now WHERE id = :eid"),
-                state_rows,
-            )
+            conn.execute(_UPDATE_STATE, state_rows)
         if complete_rows:
-            conn.execute(
-                sa.text(
-                    "UPDATE executions SET status = 'completed', result = :result, "
-                    "state = COALESCE(:state, state), completed_at = :now, updated_at = :now, "
-                    "worker_id = NULL WHERE id = :eid AND epoch = :epoch AND status = 'running'"
-                ),
-                complete_rows,
-            )
+            conn.execute(_COMPLETE, complete_rows)
         final: list[WriteResult | BaseException] = [r if r is not None else STALE for r in results]
         return BatchOutcome(results=final, transitions=transitions)
 
@@ -375,28 +384,10 @@ class Writes:
         return results
 
     def _claim(self, conn: Connection, op: ClaimOp, now: int) -> list[Task]:
-        fingerprint = (
-            "(SELECT ww.fingerprint FROM worker_workflows ww "
-            "WHERE ww.worker_id = :w AND ww.workflow_id = executions.workflow_id)"
-        )
         rows = (
             (
                 conn.execute(
-                    sa.text(
-                        "UPDATE executions SET status = 'running', worker_id = :w, epoch = epoch + 1, "
-                        "attempt = attempt + 1, updated_at = :now, started_at = COALESCE(started_at, :now), "
-                        f"code_changed = CASE WHEN code_fingerprint IS NOT NULL AND code_fingerprint <> {fingerprint} "
-                        "THEN TRUE ELSE code_changed END, "
-                        f"code_fingerprint = COALESCE(code_fingerprint, {fingerprint}) "
-                        "WHERE id IN (SELECT id FROM executions WHERE project_id = :p AND status = 'queued' "
-                        "AND available_at <= :now AND workflow_id IN "
-                        "(SELECT workflow_id FROM worker_workflows WHERE worker_id = :w) "
-                        "ORDER BY priority DESC, available_at, id LIMIT :n"
-                        + self.dialect.skip_locked
-                        + ") "
-                        "RETURNING id, workflow_id, epoch, attempt, payload, state, parent_id, root_id, "
-                        "created_at, code_fingerprint"
-                    ),
+                    self._claim_stmt,
                     {"w": op.worker_id, "p": op.project_id, "now": now, "n": op.limit},
                 )
             )

@@ -59,7 +59,10 @@ class _ChannelRecorder:
         self._epoch = epoch
 
     async def record(self, records: list[StepRecord]) -> None:
-        acks = await asyncio.gather(*(self._channel.request(self._builder(r)) for r in records))
+        if len(records) == 1:  # the common case: one step, no gather
+            acks = [await self._channel.request(self._builder(records[0]))]
+        else:
+            acks = await asyncio.gather(*(self._channel.request(self._builder(r)) for r in records))
         if any(ack.code == "stale" for ack in acks):
             raise LeaseLost(f"execution {self._execution_id} moved to another worker")
 
