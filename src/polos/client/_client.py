@@ -64,6 +64,18 @@ def _jsonable(value: Any) -> Any:
         raise SerializationError(f"payload cannot be sent as JSON: {exc}") from exc
 
 
+def parse_api_urls(value: str | Sequence[str]) -> list[str]:
+    """Orchestrator URLs from a string (comma-separated) or a sequence, validated."""
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    urls = [p.strip().rstrip("/") for p in parts if p and p.strip()]
+    if not urls:
+        raise ConfigurationError("no orchestrator URL given")
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigurationError(f"api_url must start with http:// or https://, not {url!r}")
+    return urls
+
+
 class _Portal:
     """A private event loop in a daemon thread, to run the async API from sync code."""
 
@@ -138,6 +150,8 @@ class PolosClient:
 
     Args:
         api_url: the orchestrator's URL (``POLOS_API_URL``, default ``http://127.0.0.1:8080``).
+            Several orchestrators (replicas on one PostgreSQL) may be given as a list or a
+            comma-separated string: when one cannot be reached, the client moves to the next.
         api_key: API key sent as a bearer token (``POLOS_API_KEY``).
         project_id: project to work in (``POLOS_PROJECT_ID``; the default project when unset).
         timeout: per-request timeout in seconds.
@@ -146,18 +160,17 @@ class PolosClient:
 
     def __init__(
         self,
-        api_url: str | None = None,
+        api_url: str | Sequence[str] | None = None,
         api_key: str | None = None,
         project_id: str | None = None,
         *,
         timeout: float = 30.0,
         retry_for: float = 30.0,
     ) -> None:
-        self.api_url = (api_url or os.environ.get("POLOS_API_URL") or DEFAULT_API_URL).rstrip("/")
-        if not self.api_url.startswith(("http://", "https://")):
-            raise ConfigurationError(
-                f"api_url must start with http:// or https://, not {self.api_url!r}"
-            )
+        self.api_urls = parse_api_urls(
+            api_url or os.environ.get("POLOS_API_URL") or DEFAULT_API_URL
+        )
+        self._url_index = 0
         self.api_key = api_key or os.environ.get("POLOS_API_KEY") or None
         self.project_id = project_id or os.environ.get("POLOS_PROJECT_ID") or None
         self.timeout = timeout
@@ -169,6 +182,15 @@ class PolosClient:
         self._portal_client: PolosClient | None = None
 
     # ------------------------------------------------------------------ plumbing
+
+    @property
+    def api_url(self) -> str:
+        """The orchestrator URL in use now (the first of :attr:`api_urls` until one fails)."""
+        return self.api_urls[self._url_index]
+
+    def _fail_over(self) -> None:
+        """Move on to the next orchestrator URL."""
+        self._url_index = (self._url_index + 1) % len(self.api_urls)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -196,7 +218,6 @@ class PolosClient:
 
     def _new_pool(self, max_connections: int) -> httpx.AsyncClient:
         return httpx.AsyncClient(
-            base_url=self.api_url + API_PREFIX,
             headers=self.headers,
             timeout=httpx.Timeout(self.timeout, connect=5.0),
             limits=httpx.Limits(
@@ -232,11 +253,12 @@ class PolosClient:
     ) -> Any:
         deadline = time.monotonic() + (self.retry_for if retry_for is None else retry_for)
         delay = 0.1
+        misses = 0  # consecutive unreachable URLs in this round
         while True:
             try:
                 response = await self._client(long_poll).request(
                     method,
-                    path,
+                    self.api_url + API_PREFIX + path,
                     json=json,
                     params=params,
                     timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
@@ -247,14 +269,23 @@ class PolosClient:
                 httpx.ReadError,
                 httpx.ConnectTimeout,
             ) as exc:
+                failed_url = self.api_url
+                self._fail_over()
+                misses += 1
+                if misses < len(self.api_urls):
+                    continue  # another orchestrator is configured: try it at once
+                misses = 0
                 if time.monotonic() + delay > deadline:
+                    tried = ", ".join(self.api_urls)
                     raise OrchestratorUnavailableError(
-                        f"cannot reach the orchestrator at {self.api_url}: {str(exc) or type(exc).__name__}"
+                        f"cannot reach the orchestrator at {tried}: "
+                        f"{str(exc) or type(exc).__name__} (last tried {failed_url})"
                     ) from exc
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
             if response.status_code == 503 and time.monotonic() + delay <= deadline:
+                self._fail_over()  # this replica cannot serve now (e.g. its database is down)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
@@ -279,7 +310,7 @@ class PolosClient:
         # Sync twins run on the portal's loop with a client of their own.
         if self._portal_client is None:
             self._portal_client = PolosClient(
-                self.api_url,
+                self.api_urls,
                 self.api_key,
                 self.project_id,
                 timeout=self.timeout,

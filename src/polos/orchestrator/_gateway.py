@@ -124,7 +124,7 @@ class Gateway:
     async def start(self) -> None:
         """Start dispatching and lease keeping."""
         # Workers of a previous orchestrator process get one lease of grace to reconnect.
-        await self.store.extend_all_leases(self.settings.lease_ms)
+        await self.store.extend_leases_of(self.settings.orchestrator_id, self.settings.lease_ms)
         self._tasks = [
             asyncio.create_task(self._dispatch_loop(), name="polos-dispatch"),
             asyncio.create_task(self._lease_loop(), name="polos-leases"),
@@ -402,16 +402,17 @@ class Gateway:
 
     # ------------------------------------------------------------------ cancellation
 
-    async def cancel_running(self, worker_id: str | None, execution_id: str, reason: str) -> None:
-        """Tell the worker running ``execution_id`` (if it is connected here) to stop."""
+    async def cancel_running(self, worker_id: str | None, execution_id: str, reason: str) -> bool:
+        """Tell the worker running ``execution_id`` to stop; False if it is not connected here."""
         if worker_id is None:
-            return
+            return False
         session = self.sessions.get(worker_id)
         if session is None:
-            return
+            return False
         session.running.pop(execution_id, None)
         await session.send(Cancel(execution_id=execution_id, reason=reason))
         self.wake()
+        return True
 
     # ------------------------------------------------------------------ leases
 

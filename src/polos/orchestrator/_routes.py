@@ -289,8 +289,10 @@ async def cancel_execution(
     assert isinstance(result, Cancelled)
     if result.execution is None:
         raise ApiProblem(404, "execution_not_found", f"execution {execution_id!r} does not exist")
-    if result.changed:
-        await runtime.gateway.cancel_running(result.worker_id, execution_id, who)
+    if result.changed and result.worker_id is not None:
+        delivered = await runtime.gateway.cancel_running(result.worker_id, execution_id, who)
+        if not delivered:  # the worker's socket is held by another orchestrator
+            await runtime.store.notify_cancel(result.worker_id, execution_id)
     return result.execution
 
 

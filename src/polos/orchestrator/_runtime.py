@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 
 from polos.protocol import DEFAULT_PROJECT_ID
-from polos.storage import Store, Transition, WriteBatcher, open_store
+from polos.storage import (
+    CANCEL_CHANNEL,
+    DONE_CHANNEL,
+    WORK_CHANNEL,
+    Store,
+    Transition,
+    WriteBatcher,
+    open_store,
+)
 
 from ._gateway import Gateway
 from ._settings import OrchestratorSettings
@@ -25,6 +35,8 @@ class OrchestratorRuntime:
         self.batcher = WriteBatcher(store, on_transitions=self._on_transitions)
         self.gateway = Gateway(store, self.batcher, settings)
         self._projects: set[str] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._notified: set[asyncio.Future[bool]] = set()
 
     @classmethod
     async def open(cls, settings: OrchestratorSettings) -> OrchestratorRuntime:
@@ -34,14 +46,62 @@ class OrchestratorRuntime:
         await store.ensure_project(DEFAULT_PROJECT_ID, "Default project")
         runtime.batcher.start()
         await runtime.gateway.start()
+        if store.dialect.notifies:
+            # Other orchestrators share this database: hear what they do, and keep a slow
+            # sweep as the safety net for notifications missed while disconnected.
+            runtime._tasks = [
+                asyncio.create_task(runtime._listen(), name="polos-listen"),
+                asyncio.create_task(runtime._sweep_waiters(), name="polos-waiter-sweep"),
+            ]
         return runtime
 
     async def close(self) -> None:
         """Stop loops, flush writes, close the database."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.gateway.stop()
         await self.batcher.stop()
         log.info("orchestrator stopping: %s", self.batcher.describe())
         await self.store.close()
+
+    async def _listen(self) -> None:
+        def on_done(payload: str) -> None:
+            self.waiters.notify([Transition(i, "completed") for i in payload.split(",") if i])
+
+        def on_cancel(payload: str) -> None:
+            worker_id, _, execution_id = payload.partition(" ")
+            task = asyncio.ensure_future(
+                self.gateway.cancel_running(
+                    worker_id, execution_id, "cancelled via another orchestrator"
+                )
+            )
+            self._notified.add(task)
+            task.add_done_callback(self._notified.discard)
+
+        await self.store.listen(
+            {
+                WORK_CHANNEL: lambda _: self.gateway.wake(),
+                DONE_CHANNEL: on_done,
+                CANCEL_CHANNEL: on_cancel,
+            },
+            on_connect=self.gateway.wake,
+        )
+
+    async def _sweep_waiters(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            waiting = self.waiters.ids()
+            if not waiting:
+                continue
+            try:
+                finished = await self.store.finished_among(waiting)
+            except Exception as exc:
+                log.warning("waiter sweep failed: %s", exc)
+                continue
+            self.waiters.notify([Transition(i, "completed") for i in finished])
 
     def _on_transitions(self, transitions: Sequence[Transition]) -> None:
         self.waiters.notify(transitions)

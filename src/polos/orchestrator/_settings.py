@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-import uuid
-from dataclasses import dataclass, field
+import socket
+from dataclasses import dataclass
 
 
 def _env_int(name: str, default: int) -> int:
@@ -23,7 +23,9 @@ class OrchestratorSettings:
         heartbeat_ms: how often workers must show signs of life.
         lease_ms: how long a silent worker keeps its executions before they are requeued.
         max_body_bytes: largest accepted request body (413 above it).
-        orchestrator_id: unique id of this process (random by default).
+        orchestrator_id: this orchestrator's identity among replicas; stable across restarts
+            (default ``host:port``) so that a restarted replica gives only its own former
+            workers a lease of grace. Set ``POLOS_ORCHESTRATOR_ID`` when host:port is not unique.
     """
 
     database_url: str | None = None
@@ -32,7 +34,11 @@ class OrchestratorSettings:
     heartbeat_ms: int = 1000
     lease_ms: int = 5000
     max_body_bytes: int = 10 * 1024 * 1024
-    orchestrator_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    orchestrator_id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.orchestrator_id:
+            object.__setattr__(self, "orchestrator_id", f"{socket.gethostname()}:{self.port}")
 
     @classmethod
     def from_env(cls, **overrides: object) -> OrchestratorSettings:
@@ -43,6 +49,7 @@ class OrchestratorSettings:
             "heartbeat_ms": _env_int("POLOS_HEARTBEAT_MS", 1000),
             "lease_ms": _env_int("POLOS_LEASE_MS", 5000),
             "max_body_bytes": _env_int("POLOS_MAX_BODY_BYTES", 10 * 1024 * 1024),
+            "orchestrator_id": os.environ.get("POLOS_ORCHESTRATOR_ID", ""),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

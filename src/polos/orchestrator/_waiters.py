@@ -53,5 +53,9 @@ class Waiters:
                 if not future.done():
                     future.set_result(transition.status)
 
+    def ids(self) -> list[str]:
+        """Executions someone is waiting for."""
+        return list(self._waiting)
+
     def __len__(self) -> int:
         return sum(len(f) for f in self._waiting.values())

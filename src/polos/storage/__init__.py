@@ -33,7 +33,7 @@ from ._ops import (
 )
 from ._store import Store, unit_random
 from ._tables import metadata
-from ._writes import NO_WORKFLOW
+from ._writes import CANCEL_CHANNEL, DONE_CHANNEL, NO_WORKFLOW, WORK_CHANNEL
 
 DEFAULT_SQLITE_PATH = Path.home() / ".polos" / "polos.db"
 """Where the embedded database lives unless told otherwise."""
@@ -96,10 +96,13 @@ async def open_store(url: str | None = None, *, run_migrations: bool = True) -> 
 
 
 __all__ = [
+    "CANCEL_CHANNEL",
     "DEFAULT_SQLITE_PATH",
+    "DONE_CHANNEL",
     "NO_WORKFLOW",
     "OK",
     "STALE",
+    "WORK_CHANNEL",
     "BatchOutcome",
     "CancelOp",
     "Cancelled",

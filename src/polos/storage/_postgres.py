@@ -8,7 +8,11 @@ from sqlalchemy.engine import Engine
 from ._writes import Dialect
 
 DIALECT = Dialect(
-    name="postgres", lock_rows=" FOR UPDATE", skip_locked=" FOR UPDATE SKIP LOCKED", inline=False
+    name="postgres",
+    lock_rows=" FOR UPDATE",
+    skip_locked=" FOR UPDATE SKIP LOCKED",
+    inline=False,
+    notifies=True,
 )
 
 

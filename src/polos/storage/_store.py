@@ -29,12 +29,13 @@ from polos.protocol import (
 from . import _tables as t
 from ._codec import dumps, execution_from_row, loads, step_from_row
 from ._errors import translate_errors
+from ._listen import listen_forever
 from ._ops import (
     BatchOutcome,
     Transition,
     WriteOp,
 )
-from ._writes import QUEUED, RUNNING, Dialect, Writes
+from ._writes import CANCEL_CHANNEL, QUEUED, RUNNING, Dialect, Writes, notify
 
 T = TypeVar("T")
 
@@ -245,14 +246,19 @@ class Store:
 
         await self.write(go)
 
-    async def extend_all_leases(self, lease_ms: int) -> None:
-        """Give every connected worker a fresh lease (start-up grace after an orchestrator restart)."""
+    async def extend_leases_of(self, orchestrator_id: str, lease_ms: int) -> None:
+        """Start-up grace: the workers attached to this orchestrator's previous run get a fresh
+        lease to reconnect before their executions are requeued."""
         until = now_ms() + lease_ms
 
         def go(conn: Connection) -> None:
             conn.execute(
                 t.workers.update()
-                .where(t.workers.c.status == "connected", t.workers.c.lease_expires_at < until)
+                .where(
+                    t.workers.c.status == "connected",
+                    t.workers.c.orchestrator_id == orchestrator_id,
+                    t.workers.c.lease_expires_at < until,
+                )
                 .values(lease_expires_at=until)
             )
 
@@ -389,6 +395,38 @@ class Store:
                 .first()
             )
             return execution_from_row(row) if row is not None else None
+
+        return await self.read(go)
+
+    async def listen(
+        self, handlers: Mapping[str, Callable[[str], None]], on_connect: Callable[[], None]
+    ) -> None:
+        """Hear other orchestrators' changes (PostgreSQL); returns at once on SQLite."""
+        if not self.dialect.notifies:
+            return
+        await listen_forever(self.url, handlers, on_connect)
+
+    async def notify_cancel(self, worker_id: str, execution_id: str) -> None:
+        """Ask whichever orchestrator holds ``worker_id``'s socket to stop ``execution_id``."""
+        if not self.dialect.notifies:
+            return
+        await self.write(
+            lambda conn: notify(conn, self.dialect, CANCEL_CHANNEL, [f"{worker_id} {execution_id}"])
+        )
+
+    async def finished_among(self, ids: Sequence[str]) -> list[str]:
+        """Which of ``ids`` have finished (a safety net for missed notifications)."""
+        if not ids:
+            return []
+
+        def go(conn: Connection) -> list[str]:
+            rows = conn.execute(
+                sa.select(t.executions.c.id).where(
+                    t.executions.c.id.in_(list(ids)),
+                    t.executions.c.status.in_(["completed", "failed", "cancelled"]),
+                )
+            )
+            return [r.id for r in rows.all()]
 
         return await self.read(go)
 

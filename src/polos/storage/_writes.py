@@ -77,6 +77,32 @@ class Dialect:
     """Appended to the claim sub-select, so that concurrent claimers skip each other's rows."""
     inline: bool
     """Run statements on the event loop thread (local SQLite) instead of database threads."""
+    notifies: bool = False
+    """Whether the database can tell other orchestrators about changes (PostgreSQL NOTIFY)."""
+
+
+WORK_CHANNEL = "polos_work_v1"
+"""NOTIFY channel: executions became runnable (created, requeued). Payload: empty."""
+DONE_CHANNEL = "polos_done_v1"
+"""NOTIFY channel: executions finished. Payload: comma-separated execution ids."""
+CANCEL_CHANNEL = "polos_cancel_v1"
+"""NOTIFY channel: stop a running execution. Payload: ``worker_id execution_id``."""
+
+_NOTIFY = sa.text("SELECT pg_notify(:channel, :payload)")
+_MAX_PAYLOAD = 7000  # PostgreSQL refuses NOTIFY payloads of 8000 bytes or more
+
+
+def notify(conn: Connection, dialect: Dialect, channel: str, items: Sequence[str] = ("",)) -> None:
+    """Send ``items`` on ``channel`` when the transaction commits (no-op without NOTIFY)."""
+    if not dialect.notifies or not items:
+        return
+    payload = ""
+    for item in items:
+        if payload and len(payload) + len(item) + 1 > _MAX_PAYLOAD:
+            conn.execute(_NOTIFY, {"channel": channel, "payload": payload})
+            payload = ""
+        payload = f"{payload},{item}" if payload else item
+    conn.execute(_NOTIFY, {"channel": channel, "payload": payload})
 
 
 def _crash_delay_ms(crashed_attempts: int) -> int:
@@ -166,6 +192,7 @@ class Writes:
                 .where(t.executions.c.id == row["id"], t.executions.c.epoch == row["epoch"])
                 .values(**values)
             )
+        self._announce(conn, (), transitions)
         return transitions
 
     def apply(self, conn: Connection, ops: Sequence[WriteOp]) -> BatchOutcome:
@@ -235,7 +262,22 @@ class Writes:
         if complete_rows:
             conn.execute(_COMPLETE, complete_rows)
         final: list[WriteResult | BaseException] = [r if r is not None else STALE for r in results]
+        self._announce(conn, final, transitions)
         return BatchOutcome(results=final, transitions=transitions)
+
+    def _announce(
+        self, conn: Connection, results: Sequence[object], transitions: Sequence[Transition]
+    ) -> None:
+        """Tell other orchestrators (PostgreSQL) about new work and finished executions."""
+        if not self.dialect.notifies:
+            return
+        created = any(isinstance(r, Created) and r.created for r in results)
+        if created or any(t.status == QUEUED for t in transitions):
+            notify(conn, self.dialect, WORK_CHANNEL)
+        done = [
+            t.execution_id for t in transitions if t.status in ("completed", "failed", "cancelled")
+        ]
+        notify(conn, self.dialect, DONE_CHANNEL, done)
 
     @staticmethod
     def _stage_step(

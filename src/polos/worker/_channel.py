@@ -45,6 +45,15 @@ log = logging.getLogger("polos.worker")
 Write = RecordStep | Complete | Fail | Release
 
 
+def _channel_url(api_url: str) -> str:
+    base = api_url.rstrip("/")
+    if base.startswith("https://"):
+        base = "wss://" + base[len("https://") :]
+    elif base.startswith("http://"):
+        base = "ws://" + base[len("http://") :]
+    return base + API_PREFIX + "/workers/connect"
+
+
 class FatalChannelError(ConfigurationError):
     """The orchestrator refused this worker for a reason reconnecting cannot fix."""
 
@@ -61,7 +70,7 @@ class Channel:
     def __init__(
         self,
         *,
-        api_url: str,
+        api_urls: list[str],
         project_id: str | None,
         api_key: str | None,
         make_hello: Callable[[], Hello],
@@ -69,12 +78,8 @@ class Channel:
         on_cancel: Callable[[Cancel], None],
         on_welcome: Callable[[Welcome], None],
     ) -> None:
-        base = api_url.rstrip("/")
-        if base.startswith("https://"):
-            base = "wss://" + base[len("https://") :]
-        elif base.startswith("http://"):
-            base = "ws://" + base[len("http://") :]
-        self.url = base + API_PREFIX + "/workers/connect"
+        self.urls = [_channel_url(u) for u in api_urls]
+        self._url_index = 0
         self._headers = {}
         if project_id:
             self._headers[PROJECT_HEADER] = project_id
@@ -93,6 +98,11 @@ class Channel:
         self._closing = False
         self.heartbeat_ms = 1000
         self.reconnects = 0
+
+    @property
+    def url(self) -> str:
+        """The channel URL tried now (workers move to the next one when it fails)."""
+        return self.urls[self._url_index]
 
     @property
     def closing(self) -> bool:
@@ -143,10 +153,13 @@ class Channel:
                 self._connected.clear()
             if self.closing:
                 break
+            self.reconnects += 1
+            self._url_index = (self._url_index + 1) % len(self.urls)
+            if self._url_index != 0:
+                continue  # another orchestrator is configured: try it at once
             # Jittered exponential backoff: many workers must not reconnect in lock-step.
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 2.0)
-            self.reconnects += 1
 
     async def _serve(self, ws: ClientConnection) -> None:
         await ws.send(self._make_hello().model_dump_json())

@@ -123,7 +123,7 @@ class Worker:
             )
         self._stop = asyncio.Event()
         channel = Channel(
-            api_url=self.client.api_url,
+            api_urls=self.client.api_urls,
             project_id=self.client.project_id,
             api_key=self.client.api_key,
             make_hello=self._hello,
