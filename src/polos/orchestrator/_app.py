@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from polos._version import __version__
+from polos.errors import StorageError
 from polos.protocol import API_PREFIX, Health
 from polos.storage import describe_url
 
@@ -132,6 +133,11 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
         return problem_response(
             405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}"
         )
+
+    @app.exception_handler(StorageError)
+    async def _storage(_: Request, exc: StorageError) -> JSONResponse:
+        # The database is down or restarting: a retryable condition, not a server bug.
+        return problem_response(503, "database_unavailable", str(exc))
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:

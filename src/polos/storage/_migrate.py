@@ -45,7 +45,14 @@ def migrations(dialect: str) -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
+MIGRATION_LOCK = 0x706F6C6F73  # "polos": the advisory lock key that serialises migrators
+
+
 def _applied(conn: Connection) -> set[int]:
+    if conn.dialect.name == "postgresql":
+        # Several orchestrators may start at once: one migrates, the others wait and
+        # then find nothing left to do. Held until this transaction ends.
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
     t.schema_migrations.create(conn, checkfirst=True)
     return set(conn.scalars(sa.select(t.schema_migrations.c.version)).all())
 
