@@ -83,12 +83,17 @@ async def open_store(url: str | None = None, *, run_migrations: bool = True) -> 
             ) from exc
         from . import _postgres
 
-        write, read = _postgres.create_engines(full)
-        dialect = _postgres.DIALECT
+        blocking, async_engine = _postgres.create_engines(full)
+        store = Store(full, blocking, blocking, _postgres.DIALECT, async_engine=async_engine)
+        return await _migrated(store, run_migrations)
     store = Store(full, write, read, dialect)
+    return await _migrated(store, run_migrations)
+
+
+async def _migrated(store: Store, run_migrations: bool) -> Store:
     if run_migrations:
         try:
-            await store.write_engine_call(lambda engine: migrate(engine, dialect.name))
+            await store.write_engine_call(lambda engine: migrate(engine, store.dialect.name))
         except Exception:
             await store.close()
             raise

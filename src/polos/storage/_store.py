@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from polos.protocol import (
     Execution,
@@ -32,6 +33,7 @@ from ._errors import translate_errors
 from ._listen import listen_forever
 from ._ops import (
     BatchOutcome,
+    RecordStepOp,
     Transition,
     WriteOp,
 )
@@ -59,30 +61,31 @@ class Store:
         read_engine: Engine,
         dialect: Dialect,
         *,
-        read_threads: int = 4,
+        async_engine: AsyncEngine | None = None,
     ) -> None:
         self.url = url
         self.dialect = dialect
         self._writes = Writes(dialect)
         self._write_engine = write_engine
         self._read_engine = read_engine
-        # Blocking drivers. A local SQLite file is fastest called inline on the event loop:
-        # measured, a writer thread made every batch wait for the GIL (throughput 124 → 277
-        # workflows/s inline), and SQLAlchemy's asyncio bridge cost ~1.4 ms per transaction.
-        # A networked database (PostgreSQL) runs on threads so round trips never block the loop.
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="polos-db-write")
-        self._readers = ThreadPoolExecutor(read_threads, thread_name_prefix="polos-db-read")
+        # How statements run, measured on this project's machine:
+        # * a local SQLite file: inline on the event loop (a writer thread made every batch
+        #   wait for the GIL; aiosqlite cost ~1.4 ms per transaction in thread hops);
+        # * PostgreSQL: psycopg's native asyncio mode, our sync query code run over
+        #   SQLAlchemy's greenlet bridge (no threads, no blocking on network round trips).
+        self._async_engine = async_engine
+        self._migrator = ThreadPoolExecutor(1, thread_name_prefix="polos-db-migrate")
 
     # ------------------------------------------------------------------ plumbing
 
     async def close(self) -> None:
-        """Dispose of every pooled connection and stop the database threads."""
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._writer, self._write_engine.dispose)
+        """Dispose of every pooled connection."""
+        if self._async_engine is not None:
+            await self._async_engine.dispose()
+        self._write_engine.dispose()
         if self._read_engine is not self._write_engine:
-            await loop.run_in_executor(self._readers, self._read_engine.dispose)
-        self._writer.shutdown(wait=False)
-        self._readers.shutdown(wait=False)
+            self._read_engine.dispose()
+        self._migrator.shutdown(wait=False)
 
     def _in_write_tx(self, fn: Callable[[Connection], T]) -> T:
         with translate_errors(self.url), self._write_engine.begin() as conn:
@@ -97,20 +100,26 @@ class Store:
             return fn(self._write_engine)
 
     async def write_engine_call(self, fn: Callable[[Engine], T]) -> T:
-        """Run ``fn(write_engine)`` on the writer thread (migrations manage their own transactions)."""
-        return await asyncio.get_running_loop().run_in_executor(self._writer, self._with_engine, fn)
+        """Run ``fn(engine)`` on a thread with a blocking engine (migrations, start-up only)."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._migrator, self._with_engine, fn
+        )
 
     async def write(self, fn: Callable[[Connection], T]) -> T:
-        """Run ``fn`` in one write transaction, on the writer thread."""
-        if self.dialect.inline:
+        """Run ``fn`` in one write transaction."""
+        if self._async_engine is None:
             return self._in_write_tx(fn)
-        return await asyncio.get_running_loop().run_in_executor(self._writer, self._in_write_tx, fn)
+        with translate_errors(self.url):
+            async with self._async_engine.begin() as conn:
+                return await conn.run_sync(fn)
 
     async def read(self, fn: Callable[[Connection], T]) -> T:
-        """Run ``fn`` on a read connection, on a reader thread."""
-        if self.dialect.inline:
+        """Run ``fn`` on a read connection."""
+        if self._async_engine is None:
             return self._in_read(fn)
-        return await asyncio.get_running_loop().run_in_executor(self._readers, self._in_read, fn)
+        with translate_errors(self.url):
+            async with self._async_engine.connect() as conn:
+                return await conn.run_sync(fn)
 
     # ------------------------------------------------------------------ projects
 
@@ -506,12 +515,32 @@ class Store:
 
     # ------------------------------------------------------------------ batched writes
 
+    async def _record_step_alone(self, op: RecordStepOp) -> BatchOutcome | None:
+        assert self._async_engine is not None
+        with translate_errors(self.url):
+            async with self._async_engine.connect() as conn:
+                auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                return await auto.run_sync(lambda c: self._writes.record_step_alone(c, op))
+
     async def apply_batch(self, ops: Sequence[WriteOp]) -> BatchOutcome:
         """Apply ``ops`` in one transaction; if that fails, apply each alone.
 
         Isolation keeps one bad op (a constraint violation, say) from failing
         the writes of unrelated executions that happened to share its batch.
         """
+        if (
+            self._async_engine is not None
+            and len(ops) == 1
+            and isinstance(ops[0], RecordStepOp)
+            and not ops[0].step.has_state
+        ):
+            # The common case under light load: one step record, over a network.
+            try:
+                done = await self._record_step_alone(ops[0])
+            except Exception as exc:
+                return BatchOutcome(results=[exc])
+            if done is not None:
+                return done
         try:
             return await self.write(lambda conn: self._writes.apply(conn, ops))
         except Exception as exc:

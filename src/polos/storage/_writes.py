@@ -51,6 +51,15 @@ _INSERT_STEPS = sa.text(
     "attempts, started_at, completed_at) VALUES (:execution_id, :key, :seq, :kind, :output, "
     ":output_type, :error, :state, :attempts, :started_at, :completed_at) ON CONFLICT DO NOTHING"
 )
+# One statement that is its own transaction: the fencing check and the insert together.
+# FOR SHARE holds off a concurrent requeue (an UPDATE of the execution) until it is done.
+_INSERT_STEP_FENCED = sa.text(
+    "INSERT INTO steps (execution_id, key, seq, kind, output, output_type, error, state, "
+    "attempts, started_at, completed_at) SELECT :execution_id, :key, :seq, :kind, :output, "
+    ":output_type, :error, :state, :attempts, :started_at, :completed_at WHERE EXISTS "
+    "(SELECT 1 FROM executions WHERE id = :execution_id AND epoch = :epoch "
+    "AND status = 'running' FOR SHARE) ON CONFLICT DO NOTHING RETURNING key"
+)
 _UPDATE_STATE = sa.text("UPDATE executions SET state = :state, updated_at = :now WHERE id = :eid")
 _COMPLETE = sa.text(
     "UPDATE executions SET status = 'completed', result = :result, "
@@ -278,6 +287,19 @@ class Writes:
             t.execution_id for t in transitions if t.status in ("completed", "failed", "cancelled")
         ]
         notify(conn, self.dialect, DONE_CHANNEL, done)
+
+    def record_step_alone(self, conn: Connection, op: RecordStepOp) -> BatchOutcome | None:
+        """A lone step record as one autocommit statement (one round trip, not four).
+
+        ``conn`` must be in autocommit mode. Returns ``None`` when the insert did not
+        happen, so that the caller applies the op the general way to tell a stale
+        lease from a re-sent record.
+        """
+        rows: list[dict[str, Any]] = []
+        if self._stage_step(op, lambda *_: True, rows, [], 0) != OK:
+            return None
+        inserted = conn.execute(_INSERT_STEP_FENCED, {**rows[0], "epoch": op.epoch}).first()
+        return BatchOutcome(results=[OK]) if inserted is not None else None
 
     @staticmethod
     def _stage_step(
