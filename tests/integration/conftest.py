@@ -15,13 +15,16 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
 from polos import PolosClient
 from polos.testing._processes import ServerProcess, WorkerProcess
+
+if TYPE_CHECKING:
+    from tests.conftest import PostgresServer
 
 WORKERS_DIR = Path(__file__).parent / "workers"
 STEPS_WORKER = WORKERS_DIR / "steps_worker.py"
@@ -104,11 +107,31 @@ def _dump_logs(processes: Sequence[tuple[str, ServerProcess | WorkerProcess]]) -
 
 
 class Servers:
-    """Creates orchestrators on SQLite files in ``tmp_path``; all are killed at teardown."""
+    """Creates orchestrators on fresh databases of one kind; all are killed at teardown.
 
-    def __init__(self, tmp_path: Path) -> None:
+    ``store_kind`` is ``"sqlite"`` (files in ``tmp_path``) or ``"postgres"`` (a fresh
+    database per ``db`` name, from ``pg_server``; dropped at teardown, after the servers
+    are stopped). Servers created with the same ``db`` share that database.
+    """
+
+    def __init__(
+        self, tmp_path: Path, store_kind: str = "sqlite", pg_server: PostgresServer | None = None
+    ) -> None:
+        assert store_kind == "sqlite" or pg_server is not None, store_kind
         self.tmp_path = tmp_path
+        self.store_kind = store_kind
+        self.pg_server = pg_server
         self.started: list[ServerProcess] = []
+        self.databases: dict[str, str] = {}
+
+    def database_url(self, db: str = "polos.db") -> str:
+        """The URL of the database called ``db`` (created on first use)."""
+        if db not in self.databases:
+            if self.pg_server is not None:
+                self.databases[db] = self.pg_server.create(migrated=True)
+            else:
+                self.databases[db] = f"sqlite:///{self.tmp_path / db}"
+        return self.databases[db]
 
     def __call__(
         self,
@@ -121,7 +144,7 @@ class Servers:
     ) -> ServerProcess:
         n = len(self.started) + 1
         server = ServerProcess(
-            f"sqlite:///{self.tmp_path / db}",
+            self.database_url(db),
             port=port,
             lease_ms=lease_ms,
             heartbeat_ms=heartbeat_ms,
@@ -132,23 +155,39 @@ class Servers:
             server.start()
         return server
 
+    def close(self) -> None:
+        """Stop every server, then drop the PostgreSQL databases."""
+        try:
+            for server in self.started:
+                server.stop(timeout=5)
+        finally:
+            if self.pg_server is not None:
+                for url in self.databases.values():
+                    self.pg_server.drop(url)
+
 
 @pytest.fixture
-def make_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Servers]:
-    """Factory: ``make_server(lease_ms=1500, heartbeat_ms=300)`` starts an orchestrator."""
-    servers = Servers(tmp_path)
+def make_server(
+    tmp_path: Path, request: pytest.FixtureRequest, store_kind: str
+) -> Iterator[Servers]:
+    """Factory: ``make_server(lease_ms=1500, heartbeat_ms=300)`` starts an orchestrator.
+
+    Parametrized (through ``store_kind``): every test using it, or ``server``/``client``,
+    runs once on SQLite and once on PostgreSQL.
+    """
+    pg_server = request.getfixturevalue("pg_server") if store_kind == "postgres" else None
+    servers = Servers(tmp_path, store_kind, pg_server)
     try:
         yield servers
     finally:
         if _failed(request):
             _dump_logs([(f"server {i + 1}", s) for i, s in enumerate(servers.started)])
-        for server in servers.started:
-            server.stop(timeout=5)
+        servers.close()
 
 
 @pytest.fixture
 def server(make_server: Servers) -> ServerProcess:
-    """A started orchestrator on a fresh SQLite file (default 5 s lease)."""
+    """A started orchestrator on a fresh database of each kind (default 5 s lease)."""
     return make_server()
 
 

@@ -1,8 +1,9 @@
 """The public HTTP API of a real orchestrator process, including every kind of bad input.
 
-One orchestrator serves the whole module. Workflows are registered by writing
-a worker's registration into the same database file (the orchestrator only
-dispatches to workers connected to it, so executions created here stay queued).
+One orchestrator serves the whole module, once on SQLite and once on PostgreSQL
+(``module_store_kind``). Workflows are registered by writing a worker's
+registration into the same database (the orchestrator only dispatches to
+workers connected to it, so executions created here stay queued).
 Every error answer must have the API's one shape, ``{"code", "message"}``, and
 no bad input may cause a 500 (checked at the end against the server log).
 """
@@ -11,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -58,10 +60,35 @@ def _register(url: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """An orchestrator on a fresh SQLite file, with WORKFLOWS registered."""
+def module_databases(
+    module_store_kind: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+) -> Iterator[Callable[[str], str]]:
+    """Factory: each call gives a fresh database of the module's store kind (its URL).
+
+    PostgreSQL databases are dropped at the end of the module, after the servers using
+    them have stopped (those fixtures depend on this one, so they are torn down first).
+    """
+    tmp = tmp_path_factory.mktemp("api-db")
+    pg_server = request.getfixturevalue("pg_server") if module_store_kind == "postgres" else None
+    with contextlib.ExitStack() as stack:
+
+        def new(name: str) -> str:
+            if pg_server is not None:
+                return stack.enter_context(pg_server.database(migrated=True))
+            return f"sqlite:///{tmp / name}.db"
+
+        yield new
+
+
+@pytest.fixture(scope="module")
+def server(
+    module_databases: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """An orchestrator on a fresh database (each store in turn), with WORKFLOWS registered."""
     tmp = tmp_path_factory.mktemp("api")
-    url = f"sqlite:///{tmp / 'polos.db'}"
+    url = module_databases("main")
     process = ServerProcess(url, log_path=tmp / "srv.log")
     process.start()
     try:
@@ -98,12 +125,12 @@ def invoke(http: httpx.Client, workflow_id: str = "wf-main", **body: Any) -> dic
 # ---------------------------------------------------------------------------- happy paths
 
 
-def test_health__reports_ok_and_the_database(http: httpx.Client) -> None:
+def test_health__reports_ok_and_the_database(http: httpx.Client, module_store_kind: str) -> None:
     response = http.get("/health")
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
-    assert body["database"] == "sqlite"
+    assert body["database"] == module_store_kind
     assert body["version"]
     assert body["orchestrator_id"]
 
@@ -365,11 +392,13 @@ def test_invoke__body_over_the_limit_is_413(http: httpx.Client) -> None:
 
 
 @pytest.fixture(scope="module")
-def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def small_server(
+    module_databases: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
     """An orchestrator with a 1000-byte body limit."""
     tmp = tmp_path_factory.mktemp("api-small")
     process = ServerProcess(
-        f"sqlite:///{tmp / 'polos.db'}",
+        module_databases("small"),
         env={"POLOS_MAX_BODY_BYTES": "1000"},
         log_path=tmp / "srv.log",
     )

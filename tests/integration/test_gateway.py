@@ -26,12 +26,12 @@ class FlakyConnection:
 
 
 @pytest.fixture
-async def gateway(sqlite_url):
-    store = await open_store(sqlite_url)
+async def gateway(db_url):
+    store = await open_store(db_url)
     await store.ensure_project(DEFAULT_PROJECT_ID, "Default")
     batcher = WriteBatcher(store)
     batcher.start()
-    gw = Gateway(store, batcher, OrchestratorSettings(database_url=sqlite_url))
+    gw = Gateway(store, batcher, OrchestratorSettings(database_url=db_url))
     yield gw
     await batcher.stop()
     await store.close()

@@ -1,8 +1,9 @@
 """Migrations: they must build exactly the schema of ``_tables.py``, once, and never change.
 
 The schema comparison is structural (SQLAlchemy's inspector on the migrated
-database against the ``metadata`` objects), not a comparison of DDL text. The
-``db_url`` fixture is where a PostgreSQL parameter would go.
+database against the ``metadata`` objects), not a comparison of DDL text. Every
+test on a database runs on SQLite and on PostgreSQL (``empty_db_url``, from
+tests/conftest.py: a fresh database nothing has migrated yet).
 """
 
 from __future__ import annotations
@@ -31,30 +32,13 @@ RELEASED: dict[str, dict[str, str]] = {
     },
 }
 
-# The dialect names SQLAlchemy uses in Index(..., <name>_where=...), per Polos dialect.
-SA_DIALECT = {"sqlite": "sqlite", "postgres": "postgresql"}
-
-
 # ---------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(params=["sqlite"])
-def dialect(request: pytest.FixtureRequest) -> str:
-    """The Polos dialect under test; add "postgres" (with a URL below) to cover it."""
-    return str(request.param)
-
-
 @pytest.fixture
-def db_url(dialect: str, sqlite_url: str) -> str:
-    if dialect == "sqlite":
-        return sqlite_url
-    raise NotImplementedError(dialect)  # pragma: no cover
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[sa.Engine]:
-    """A plain engine on the test database, for inspecting it independently of the store."""
-    eng = sa.create_engine(normalize_url(db_url))
+def engine(empty_db_url: str) -> Iterator[sa.Engine]:
+    """A plain engine on the (empty) test database, to inspect it independently of the store."""
+    eng = sa.create_engine(normalize_url(empty_db_url))
     try:
         yield eng
     finally:
@@ -69,6 +53,11 @@ async def migrate_with_store(db_url: str) -> None:
 # ---------------------------------------------------------------------------- schema description
 
 
+# PostgreSQL reflects literals with their casts: '[]'::text, status = 'queued'::text.
+_PG_CAST = re.compile(r"::[a-z][a-z ]*(?:\[\])?$")
+_PG_LITERAL_CAST = re.compile(r"('(?:[^']|'')*')::[a-z][a-z ]*[a-z](?:\[\])?")
+
+
 def _norm_sql(text: str | None) -> str | None:
     """Whitespace-, quote- and parenthesis-insensitive form of a SQL fragment."""
     if text is None:
@@ -76,6 +65,7 @@ def _norm_sql(text: str | None) -> str | None:
     text = re.sub(r"\s+", " ", text).strip()
     while text.startswith("(") and text.endswith(")"):
         text = text[1:-1].strip()
+    text = _PG_LITERAL_CAST.sub(r"\1", text)
     return text.replace('"', "")
 
 
@@ -83,6 +73,7 @@ def _norm_default(text: str | None) -> str | None:
     if text is None:
         return None
     text = _norm_sql(text) or ""
+    text = _PG_CAST.sub("", text)
     text = text.strip("'")
     # Booleans: SQLite stores false as 0, PostgreSQL as false.
     return {"false": "0", "true": "1"}.get(text.lower(), text)
@@ -119,6 +110,11 @@ def expected_schema(sa_dialect: sa.Dialect) -> dict[str, Any]:
                     (fkc.ondelete or "").upper() or None,
                 )
                 for fkc in table.foreign_key_constraints
+            ),
+            "uniques": sorted(
+                tuple(c.name for c in uc.columns)
+                for uc in table.constraints
+                if isinstance(uc, sa.UniqueConstraint)
             ),
             "indexes": {
                 ix.name: {
@@ -161,6 +157,9 @@ def actual_schema(engine: sa.Engine) -> dict[str, Any]:
                 )
                 for fk in inspector.get_foreign_keys(name)
             ),
+            "uniques": sorted(
+                tuple(uc["column_names"]) for uc in inspector.get_unique_constraints(name)
+            ),
             "indexes": {
                 ix["name"]: {
                     "columns": list(ix["column_names"]),
@@ -172,6 +171,8 @@ def actual_schema(engine: sa.Engine) -> dict[str, Any]:
                     ),
                 }
                 for ix in inspector.get_indexes(name)
+                # PostgreSQL also lists the index behind each UNIQUE constraint.
+                if not ix.get("duplicates_constraint")
             },
         }
     return schema
@@ -181,9 +182,9 @@ def actual_schema(engine: sa.Engine) -> dict[str, Any]:
 
 
 async def test_migrate__fresh_database_matches_tables_metadata(
-    db_url: str, engine: sa.Engine
+    empty_db_url: str, engine: sa.Engine
 ) -> None:
-    await migrate_with_store(db_url)
+    await migrate_with_store(empty_db_url)
     expected = expected_schema(engine.dialect)
     actual = actual_schema(engine)
 
@@ -195,6 +196,7 @@ async def test_migrate__fresh_database_matches_tables_metadata(
             assert act["columns"][column] == spec, f"{name}.{column}"
         assert act["primary_key"] == exp["primary_key"], f"{name}: primary key"
         assert act["foreign_keys"] == exp["foreign_keys"], f"{name}: foreign keys"
+        assert act["uniques"] == exp["uniques"], f"{name}: unique constraints"
         assert act["indexes"] == exp["indexes"], f"{name}: indexes"
 
 
@@ -241,13 +243,13 @@ def test_schema_description__detects_a_drifted_database(engine: sa.Engine) -> No
     assert actual["steps"] == expected["steps"]
 
 
-async def test_migrate__twice_is_a_no_op(db_url: str, engine: sa.Engine) -> None:
-    await migrate_with_store(db_url)
+async def test_migrate__twice_is_a_no_op(empty_db_url: str, engine: sa.Engine) -> None:
+    await migrate_with_store(empty_db_url)
     schema = actual_schema(engine)
     with engine.connect() as conn:
         before = conn.execute(sa.select(tables.schema_migrations)).all()
 
-    await migrate_with_store(db_url)
+    await migrate_with_store(empty_db_url)
     assert migrate(engine, engine_dialect(engine)) == []
 
     assert actual_schema(engine) == schema
@@ -263,9 +265,9 @@ def test_migrate__fresh_database_applies_every_version_once(engine: sa.Engine) -
 
 
 async def test_schema_migrations__records_every_shipped_version(
-    db_url: str, engine: sa.Engine
+    empty_db_url: str, engine: sa.Engine
 ) -> None:
-    await migrate_with_store(db_url)
+    await migrate_with_store(empty_db_url)
     shipped = migrations(engine_dialect(engine))
     assert shipped, "no migrations shipped"
     with engine.connect() as conn:

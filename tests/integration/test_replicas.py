@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,31 +14,13 @@ from polos.storage import open_store
 from polos.testing import ServerProcess, WorkerProcess, wait_for_workers
 from tests.integration.conftest import STEPS_WORKER, count_lines, wait_until
 
-PG_URL = os.environ.get("POLOS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
 pytestmark = pytest.mark.postgres
 
 
-def _admin(sql: str) -> None:
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(sql)
-
-
 @pytest.fixture
-def shared_db() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for this test."""
-    try:
-        _admin("SELECT 1")
-    except psycopg.OperationalError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required but unreachable: {exc}")
-        pytest.skip(f"no PostgreSQL: {exc}")
-    name = f"polos_replicas_{uuid.uuid4().hex[:10]}"
-    _admin(f"CREATE DATABASE {name}")
-    try:
-        yield f"{PG_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+def shared_db(pg_url_empty: str) -> str:
+    """A fresh, empty PostgreSQL database for this test (the orchestrators migrate it)."""
+    return pg_url_empty
 
 
 @pytest.fixture

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
+from polos.storage import normalize_url
 from polos.testing import ServerProcess, free_port
 
 
@@ -23,8 +25,16 @@ def _server_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[
     )
 
 
-def test_server_start__prints_project_api_and_ui(tmp_path: Path) -> None:
-    server = ServerProcess(f"sqlite:///{tmp_path / 'db.sqlite'}", log_path=tmp_path / "srv.log")
+def test_server_start__prints_project_api_and_ui(
+    tmp_path: Path, store_kind: str, request: pytest.FixtureRequest
+) -> None:
+    # On SQLite, the database file must not exist before: starting creates it.
+    url = (
+        request.getfixturevalue("pg_url_empty")
+        if store_kind == "postgres"
+        else f"sqlite:///{tmp_path / 'db.sqlite'}"
+    )
+    server = ServerProcess(url, log_path=tmp_path / "srv.log")
     with server:
         output = server.output()
         assert "project id : default" in output
@@ -35,22 +45,25 @@ def test_server_start__prints_project_api_and_ui(tmp_path: Path) -> None:
         assert "Polos" in ui.text
         health = httpx.get(server.url + "/health", timeout=5).json()
         assert health["status"] == "ok"
-        assert health["database"] == "sqlite"
-    assert (tmp_path / "db.sqlite").exists()
+        assert health["database"] == store_kind
+    if store_kind == "sqlite":
+        assert (tmp_path / "db.sqlite").exists()
 
 
-def test_server_migrate__creates_schema_and_is_idempotent(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'fresh.db'}"
-    first = _server_cli("migrate", "--database-url", url)
+def test_server_migrate__creates_schema_and_is_idempotent(empty_db_url: str) -> None:
+    first = _server_cli("migrate", "--database-url", empty_db_url)
     assert first.returncode == 0, first.stderr
     assert "schema version 1" in first.stdout
-    second = _server_cli("migrate", "--database-url", url)
+    second = _server_cli("migrate", "--database-url", empty_db_url)
     assert second.returncode == 0, second.stderr
-    import sqlite3
 
-    with sqlite3.connect(tmp_path / "fresh.db") as conn:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations")]
+    engine = sa.create_engine(normalize_url(empty_db_url))
+    try:
+        tables = set(sa.inspect(engine).get_table_names())
+        with engine.connect() as conn:
+            versions = list(conn.scalars(sa.text("SELECT version FROM schema_migrations")))
+    finally:
+        engine.dispose()
     assert {"executions", "steps", "workers", "workflows", "projects"} <= tables
     assert versions == [1]
 

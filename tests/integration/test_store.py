@@ -1,8 +1,7 @@
 """The storage layer against a real database file: creation, claims, fencing, retries, recovery.
 
-Every test runs on a fresh, migrated database. The ``db_url`` fixture is the
-one place to add more backends (PostgreSQL) later: parametrize it and every
-test here runs on each of them.
+Every test runs on a fresh, migrated database, once on SQLite and once on
+PostgreSQL: the ``db_url`` fixture (tests/conftest.py) is parametrized over both.
 """
 
 from __future__ import annotations
@@ -50,14 +49,6 @@ P = DEFAULT_PROJECT_ID
 ORCH = "orch-1"
 
 # ---------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(params=["sqlite"])
-def db_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
-    """URL of a fresh database; add a PostgreSQL param here to run everything there too."""
-    if request.param == "sqlite":
-        return sqlite_url
-    raise NotImplementedError(request.param)  # pragma: no cover
 
 
 @pytest.fixture
@@ -883,7 +874,7 @@ async def test_write_batcher__failing_op_raises_only_for_its_caller(store: Store
     assert sorted(e.payload for e in items) == [1, 3]
 
 
-async def test_store__reopening_the_file_keeps_data(db_url: str) -> None:
+async def test_store__reopening_the_database_keeps_data(db_url: str) -> None:
     first = await open_store(db_url)
     try:
         await first.ensure_project(P, "Default project")
