@@ -1,19 +1,18 @@
 """Polos side: a real orchestrator process and real worker processes, driven by a client.
 
-Every scenario starts its own ``polos-server`` on a fresh SQLite file in ``tmp``.
+Every scenario starts its own ``polos-server`` on a fresh database of ``store`` (a new
+SQLite file in ``tmp``, or a new PostgreSQL database dropped afterwards).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import sqlite3
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
-from bench_common import WORKERS, latency_summary, read_started, wait_until
+from bench_common import WORKERS, Store, latency_summary, read_started, wait_until
 
 from polos import PolosClient
 from polos.testing import ServerProcess, WorkerProcess, wait_for_workers
@@ -21,8 +20,8 @@ from polos.testing import ServerProcess, WorkerProcess, wait_for_workers
 WORKER_SCRIPT = WORKERS / "polos_worker.py"
 
 
-def _server(tmp: Path, name: str) -> ServerProcess:
-    return ServerProcess(f"sqlite:///{tmp / (name + '.db')}", log_path=tmp / f"{name}-server.log")
+def _server(tmp: Path, name: str, url: str) -> ServerProcess:
+    return ServerProcess(url, log_path=tmp / f"{name}-server.log")
 
 
 def _worker(
@@ -50,9 +49,13 @@ async def _latency_runs(url: str, runs: int) -> list[list[float]]:
         return samples
 
 
-def latency(tmp: Path, runs: int) -> dict[str, Any]:
+def latency(tmp: Path, store: Store, runs: int) -> dict[str, Any]:
     """One worker; ``runs`` executions of a 10-step workflow, one after the other."""
-    with _server(tmp, "polos-latency") as server, _worker(server, tmp, "polos-latency-worker"):
+    with (
+        store.fresh(tmp, "polos-latency") as url,
+        _server(tmp, "polos-latency", url) as server,
+        _worker(server, tmp, "polos-latency-worker"),
+    ):
         wait_for_workers(server.url, 1)
         samples = asyncio.run(_latency_runs(server.url, runs))
     return latency_summary(samples)
@@ -101,29 +104,35 @@ async def _throughput_batch(url: str, n: int) -> dict[str, Any]:
 
 
 def throughput(
-    tmp: Path, n: int, workers: int = 1, invoke_concurrency: int = 100, batch: bool = False
+    tmp: Path,
+    store: Store,
+    n: int,
+    workers: int = 1,
+    invoke_concurrency: int = 100,
+    batch: bool = False,
 ) -> dict[str, Any]:
     """``n`` executions of a 3-step workflow invoked at once; ``workers`` worker processes.
 
     ``batch``: start them with ``invoke_many`` and wait with ``wait_many`` (two kinds of
     request in all) instead of one invoke and one result request per execution.
     """
-    with _server(tmp, "polos-throughput") as server:
-        procs = [
-            _worker(server, tmp, f"polos-throughput-worker{i}", max_concurrent=1000).start()
-            for i in range(workers)
-        ]
-        try:
-            wait_for_workers(server.url, workers)
-            result = asyncio.run(
-                _throughput_batch(server.url, n)
-                if batch
-                else _throughput(server.url, n, invoke_concurrency)
-            )
-        finally:
-            for proc in procs:
-                proc.stop()
-    result["server_span_seconds"] = _server_span(tmp / "polos-throughput.db", n)
+    with store.fresh(tmp, "polos-throughput") as url:
+        with _server(tmp, "polos-throughput", url) as server:
+            procs = [
+                _worker(server, tmp, f"polos-throughput-worker{i}", max_concurrent=1000).start()
+                for i in range(workers)
+            ]
+            try:
+                wait_for_workers(server.url, workers)
+                result = asyncio.run(
+                    _throughput_batch(server.url, n)
+                    if batch
+                    else _throughput(server.url, n, invoke_concurrency)
+                )
+            finally:
+                for proc in procs:
+                    proc.stop()
+        result["server_span_seconds"] = _server_span(store, url, n)
     result.update(
         workers=workers,
         max_concurrent=1000,
@@ -134,29 +143,30 @@ def throughput(
     return result
 
 
-def _server_span(db: Path, n: int) -> float | None:
+def _server_span(store: Store, url: str, n: int) -> float | None:
     """From the orchestrator's own timestamps: first created -> last completed (informative).
 
     Reads the (internal) executions table; None if its layout is not what this expects.
     """
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
-            rows = conn.execute(
-                "SELECT created_at, completed_at FROM executions "
-                "WHERE workflow_id = 'bench_throughput' ORDER BY created_at DESC LIMIT ?",
-                (n,),
-            ).fetchall()
-    except sqlite3.Error:
+        rows = store.query(
+            url,
+            "SELECT created_at, completed_at FROM executions "
+            "WHERE workflow_id = 'bench_throughput' ORDER BY created_at DESC LIMIT ?",
+            (n,),
+        )
+    except Exception:
         return None
     if len(rows) != n or any(done is None for _, done in rows):
         return None
-    return (max(done for _, done in rows) - min(created for created, _ in rows)) / 1000
+    span_ms = max(int(done) for _, done in rows) - min(int(created) for created, _ in rows)
+    return span_ms / 1000
 
 
 # ---------------------------------------------------------------------- crash to resume
 
 
-def crash(tmp: Path, rounds: int, timeout: float = 30.0) -> dict[str, Any]:
+def crash(tmp: Path, store: Store, rounds: int, timeout: float = 30.0) -> dict[str, Any]:
     """Two idle workers; the one running step 2 is killed; time until the other re-runs it.
 
     Measured: ``time.time()`` just before SIGKILL -> ``time.time()`` written by the
@@ -164,7 +174,7 @@ def crash(tmp: Path, rounds: int, timeout: float = 30.0) -> dict[str, Any]:
     """
     delays: list[float] = []
     failures = 0
-    with _server(tmp, "polos-crash") as server:
+    with store.fresh(tmp, "polos-crash") as url, _server(tmp, "polos-crash", url) as server:
         workers: dict[int, WorkerProcess] = {}
         serial = 0
 

@@ -1,18 +1,22 @@
-"""Polos vs DBOS on SQLite, measured in one run on this machine.
+"""Polos vs DBOS on SQLite and PostgreSQL, measured in one run on this machine.
 
 Usage::
 
     python benchmarks/run.py            # full: 30 latency runs, 1,000 workflows, 5 crashes
     python benchmarks/run.py --quick    # quick: 10 latency runs, 200 workflows, 3 crashes
+    python benchmarks/run.py --store sqlite|postgres|both   # default: both
 
-Prints one table and writes ``benchmarks/results/latest.json``. Every scenario uses
-fresh SQLite files in a new temporary directory (removed afterwards unless --keep).
+Prints one table per store and writes ``benchmarks/results/latest.json``. Every scenario
+uses fresh databases: new SQLite files in a new temporary directory (removed afterwards
+unless --keep), or new PostgreSQL databases (``polos_bench_<uuid>`` / ``dbos_bench_<uuid>``,
+created on the ``--pg-url`` server and dropped afterwards).
 See benchmarks/README.md for what each number means.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -31,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import dbos_bench
 import polos_bench
+from bench_common import DEFAULT_PG_URL, STORES, Store
 
 import polos
 
@@ -42,6 +47,8 @@ LATENCY_RATIO_TARGET = 2.0  # Polos per-step latency at most half of DBOS's
 THROUGHPUT_RATIO_TARGET = 3.0  # Polos throughput at least 3x DBOS's
 RESUME_TARGET_S = 1.0  # Polos crash-to-resume under 1 s
 
+STORE_TITLES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
+
 MODES = {
     "quick": {"latency_runs": 10, "workflows": 200, "crash_rounds": 3},
     "full": {"latency_runs": 30, "workflows": 1000, "crash_rounds": 5},
@@ -51,7 +58,7 @@ MODES = {
 def _git(*args: str) -> str:
     try:
         out = subprocess.run(
-            ["git", *args], cwd=HERE, capture_output=True, text=True, timeout=10, check=False
+            ["git", *args], cwd=HERE.parent, capture_output=True, text=True, timeout=10, check=False
         )
         return out.stdout.strip()
     except OSError:
@@ -78,6 +85,12 @@ def environment() -> dict[str, Any]:
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
         "git_commit": _git("rev-parse", "--short", "HEAD"),
         "src_modified": bool(_git("status", "--porcelain", "--", "src")),
+        # Identifies the exact uncommitted src/ measured (others may be editing it).
+        "src_diff_sha1": (
+            hashlib.sha1(diff.encode()).hexdigest()[:12]
+            if (diff := _git("diff", "HEAD", "--", "src"))
+            else None
+        ),
     }
 
 
@@ -85,21 +98,23 @@ def _ratio(a: float, b: float) -> float:
     return a / b if b and not math.isnan(a) and not math.isnan(b) else float("nan")
 
 
-def run(mode: str, polos_workers: int, tmp: Path) -> dict[str, Any]:
+def run(mode: str, polos_workers: int, store: Store, tmp: Path) -> dict[str, Any]:
+    """The three scenarios for both engines on ``store``; raw numbers, ratios, targets."""
     cfg = MODES[mode]
     timings: dict[str, float] = {}
+    loadavg_at_start = [round(x, 2) for x in os.getloadavg()]
 
     def step(name: str, fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        print(f"  {name} ...", end="", flush=True)
+        print(f"  [{store}] {name} ...", end="", flush=True)
         t0 = time.perf_counter()
-        folder = tmp / name
-        folder.mkdir()
-        out: dict[str, Any] = fn(folder, *args, **kwargs)
+        folder = tmp / str(store) / name
+        folder.mkdir(parents=True)
+        out: dict[str, Any] = fn(folder, store, *args, **kwargs)
         timings[name] = time.perf_counter() - t0
         print(f" {timings[name]:.1f} s", flush=True)
         return out
 
-    results = {
+    results: dict[str, Any] = {
         "latency": {
             "polos": step("polos-latency", polos_bench.latency, cfg["latency_runs"]),
             "dbos": step("dbos-latency", dbos_bench.latency, cfg["latency_runs"]),
@@ -154,8 +169,11 @@ def run(mode: str, polos_workers: int, tmp: Path) -> dict[str, Any]:
             "met": crash["polos"]["failures"] == 0 and resume < RESUME_TARGET_S,
         },
     }
+    results["store"] = str(store)
     results["config"] = {"mode": mode, **cfg, "polos_workers": polos_workers}
     results["wall_seconds"] = timings
+    results["loadavg_at_start"] = loadavg_at_start
+    results["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return results
 
 
@@ -163,7 +181,7 @@ def _fmt_s(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f} s"
 
 
-def table(r: dict[str, Any]) -> str:
+def table(r: dict[str, Any], env: dict[str, Any]) -> str:
     lat, thr, crash = r["latency"], r["throughput"], r["crash"]
     ratios, targets = r["ratios"], r["targets"]
 
@@ -213,7 +231,10 @@ def table(r: dict[str, Any]) -> str:
     def fmt(row: tuple[str, ...]) -> str:
         return "| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
 
-    lines = [fmt(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    title = STORE_TITLES[r["store"]]
+    version = env["stores"][r["store"]]["version"]
+    lines = [f"{title} {version}", ""]
+    lines += [fmt(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
     lines += [fmt(row) for row in rows]
     cfg = r["config"]
     lines.append("")
@@ -230,12 +251,10 @@ def table(r: dict[str, Any]) -> str:
         f"{_fmt_s(thr['polos_batch'].get('server_span_seconds'))}); "
         "DBOS: start_workflow_async (gathered), then every handle awaited."
     )
-    env = r.get("environment", {})
-    if env:
-        lines.append(
-            f"Load average at start/end: {env['loadavg_at_start'][0]} / {env['loadavg_at_end'][0]}"
-            f" ({env['cpus']} CPUs)."
-        )
+    lines.append(
+        f"Load average at start/end of this store's runs: {r['loadavg_at_start'][0]} / "
+        f"{r['loadavg_at_end'][0]} ({env['cpus']} CPUs)."
+    )
     lines.append(
         f"[*] {cfg['crash_rounds']} rounds (failures: Polos {crash['polos']['failures']}, "
         f"DBOS {crash['dbos']['failures']}). Polos: kill -9 of the worker in step 2 -> step 2 "
@@ -249,7 +268,19 @@ def table(r: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer runs (under ~60 s)")
+    parser.add_argument("--quick", action="store_true", help="fewer runs (~1 min per store)")
+    parser.add_argument(
+        "--store",
+        choices=[*STORES, "both"],
+        default="both",
+        help="which database to run every scenario on (both)",
+    )
+    parser.add_argument(
+        "--pg-url",
+        default=os.environ.get("POLOS_BENCH_PG_URL", DEFAULT_PG_URL),
+        help="an existing PostgreSQL database to connect to for CREATE/DROP DATABASE "
+        f"(default: $POLOS_BENCH_PG_URL or {DEFAULT_PG_URL})",
+    )
     parser.add_argument(
         "--polos-workers", type=int, default=1, help="worker processes for throughput (1)"
     )
@@ -257,10 +288,17 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     args = parser.parse_args()
     mode = "quick" if args.quick else "full"
+    stores = [
+        Store(kind, args.pg_url) for kind in (STORES if args.store == "both" else [args.store])
+    ]
 
     env = environment()
+    env["stores"] = {}
+    for store in stores:
+        env["stores"][str(store)] = {"version": store.check(), "settings": store.settings()}
+    on = ", ".join(f"{STORE_TITLES[k]} {v['version']}" for k, v in env["stores"].items())
     print(
-        f"Polos {env['polos']} vs DBOS {env['dbos']} on SQLite {env['sqlite']}; "
+        f"Polos {env['polos']} vs DBOS {env['dbos']} on {on}; "
         f"{env['cpus']} CPUs, {env['memory_gib']} GiB; Python {env['python']}; mode {mode}"
     )
     load = env["loadavg_at_start"][0]
@@ -271,20 +309,33 @@ def main() -> None:
         )
     tmp = Path(tempfile.mkdtemp(prefix="polos-bench-"))
     started = time.perf_counter()
+    per_store: dict[str, dict[str, Any]] = {}
     try:
-        results = run(mode, args.polos_workers, tmp)
+        for store in stores:
+            per_store[str(store)] = run(mode, args.polos_workers, store, tmp)
     finally:
         if args.keep:
             print(f"kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
     env["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    results["environment"] = env
-    results["total_seconds"] = time.perf_counter() - started
-    results["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    results: dict[str, Any] = {
+        "config": {"mode": mode, **MODES[mode], "polos_workers": args.polos_workers},
+        "stores": per_store,
+        "environment": env,
+        "total_seconds": time.perf_counter() - started,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
+    for r in per_store.values():
+        print()
+        print(table(r, env))
     print()
-    print(table(results))
+    print("Targets:")
+    for name, r in per_store.items():
+        missed = [k for k, v in r["targets"].items() if not v["met"]]
+        verdict = "all met" if not missed else "NOT met: " + ", ".join(missed)
+        print(f"  {STORE_TITLES[name]}: {verdict}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(f"\nTotal {results['total_seconds']:.0f} s; results written to {args.output}")

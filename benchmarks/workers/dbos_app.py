@@ -2,12 +2,12 @@
 
 Usage::
 
-    python dbos_app.py latency    DB_PATH RUNS     # prints one JSON line
-    python dbos_app.py throughput DB_PATH N        # prints one JSON line
-    python dbos_app.py crash      DB_PATH DIR start|recover
+    python dbos_app.py latency    DB_URL RUNS     # prints one JSON line
+    python dbos_app.py throughput DB_URL N        # prints one JSON line
+    python dbos_app.py crash      DB_URL DIR start|recover
 
-DBOS is configured with a SQLite system database file (``system_database_url``) and
-its defaults otherwise. Workflows and steps are ``async def`` (``@DBOS.workflow()``,
+DB_URL is ``sqlite:///path.db`` or ``postgresql://user@host:port/db``. DBOS is configured
+with it as its system database (``system_database_url``) and its defaults otherwise. Workflows and steps are ``async def`` (``@DBOS.workflow()``,
 ``@DBOS.step()``), the same shape as the Polos workers.
 """
 
@@ -65,10 +65,10 @@ async def bench_crash(directory: str) -> str:
     return out
 
 
-def _launch(db_path: str) -> None:
+def _launch(db_url: str) -> None:
     config: DBOSConfig = {
         "name": "polos-bench",
-        "system_database_url": f"sqlite:///{db_path}",
+        "system_database_url": db_url,
         "log_level": "WARNING",
     }
     DBOS(config=config)
@@ -106,8 +106,8 @@ async def crash(directory: str, mode: str) -> None:
 
 
 async def amain(argv: list[str]) -> None:
-    command, db_path = argv[0], argv[1]
-    _launch(db_path)
+    command, db_url = argv[0], argv[1]
+    _launch(db_url)
     try:
         if command == "latency":
             print(json.dumps(await latency(int(argv[2]))), flush=True)

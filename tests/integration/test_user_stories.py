@@ -6,6 +6,7 @@ The worker script is ``workers/steps_worker.py``; the tests import it too, for i
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -282,3 +283,18 @@ async def test_invoke_many__idempotency_keys_and_unknown_workflow(server, client
         await client.invoke_many("nope", [1])
     with pytest.raises(ExecutionNotFoundError):
         await client.wait_many(["no-such-id"], timeout=5)
+
+
+@pytest.mark.timeout(60)
+async def test_wait_many__returns_promptly_when_some_had_already_finished(
+    server, client, start_worker
+):
+    start_worker()
+    done = await client.invoke("greet", {"name": "early"})
+    await done.result(timeout=30)
+    later = await client.invoke("five_steps", {"sleep": 0.2, "tag": "later"})
+    started = time.monotonic()
+    executions = await client.wait_many([done.id, later.id], timeout=25)
+    assert [e.status for e in executions] == ["completed", "completed"]
+    # Without the fix the call sat out its whole long-poll timeout (30 s) before answering.
+    assert time.monotonic() - started < 20

@@ -44,6 +44,8 @@ from polos.protocol import (
     WorkflowList,
 )
 
+from ._waits import WaitCoalescer
+
 T = TypeVar("T")
 
 DEFAULT_API_URL = "http://127.0.0.1:8080"
@@ -180,6 +182,8 @@ class PolosClient:
         self._http_loop: asyncio.AbstractEventLoop | None = None
         self._portal = _Portal()
         self._portal_client: PolosClient | None = None
+        self._coalescer: WaitCoalescer | None = None
+        self._coalescer_loop: asyncio.AbstractEventLoop | None = None
 
     # ------------------------------------------------------------------ plumbing
 
@@ -491,24 +495,23 @@ class PolosClient:
         Raises:
             polos.TimeoutError: it did not finish in time.
         """
-        limit = _seconds(timeout)
-        deadline = None if limit is None else time.monotonic() + limit
-        while True:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise TimeoutError(f"execution {execution_id} did not finish within {limit:g} s")
-            poll = 30.0 if remaining is None else min(30.0, max(0.0, remaining))
-            data = await self._request(
-                "GET",
-                f"/executions/{execution_id}/result",
-                params={"timeout": round(poll, 3)},
-                timeout=poll + self.timeout,
-                retry_for=remaining if remaining is not None else 3600.0,
-                long_poll=True,
-            )
-            execution = Execution.model_validate(data)
-            if execution.status.is_terminal:
-                return execution
+        loop = asyncio.get_running_loop()
+        if self._coalescer is None or self._coalescer_loop is not loop:
+            self._coalescer = WaitCoalescer(self._wait_batch)
+            self._coalescer_loop = loop
+        return await self._coalescer.wait(execution_id, _seconds(timeout))
+
+    async def _wait_batch(self, ids: list[str], server_timeout: float) -> list[Execution]:
+        """One shared long poll (see ``_waits``); rides out orchestrator restarts."""
+        data = await self._request(
+            "POST",
+            "/executions/wait",
+            json={"ids": ids, "timeout": server_timeout},
+            timeout=server_timeout + self.timeout,
+            retry_for=3600.0,
+            long_poll=True,
+        )
+        return ExecutionList.model_validate(data).items
 
     async def result(self, execution_id: str, timeout: float | timedelta | None = None) -> Any:
         """Wait for the execution and return its result (JSON data), or raise why it has none."""

@@ -224,8 +224,11 @@ async def wait_executions(body: WaitRequest, runtime: Runtime, project_id: Proje
             raise ApiProblem(
                 404, "execution_not_found", f"executions do not exist: {', '.join(missing[:10])}"
             )
-        if any(not e.status.is_terminal for e in found.values()):
-            await runtime.waiters.wait(futures, body.timeout)
+        pending = [f for i, f in zip(ids, futures, strict=True) if not found[i].status.is_terminal]
+        if pending:
+            # Only executions still running can resolve a future now: the finished ones'
+            # futures were registered before the read and will never be resolved.
+            await runtime.waiters.wait(pending, body.timeout)
             found = await runtime.store.get_executions(project_id, ids)
     finally:
         runtime.waiters.unregister(ids, futures)

@@ -83,8 +83,10 @@ async def open_store(url: str | None = None, *, run_migrations: bool = True) -> 
             ) from exc
         from . import _postgres
 
-        blocking, async_engine = _postgres.create_engines(full)
-        store = Store(full, blocking, blocking, _postgres.DIALECT, async_engine=async_engine)
+        blocking, writes, reads = _postgres.create_engines(full)
+        store = Store(
+            full, blocking, blocking, _postgres.DIALECT, async_engine=writes, async_reads=reads
+        )
         return await _migrated(store, run_migrations)
     store = Store(full, write, read, dialect)
     return await _migrated(store, run_migrations)

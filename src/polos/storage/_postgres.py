@@ -17,17 +17,23 @@ DIALECT = Dialect(
 )
 
 
-def create_engines(url: str, *, pool_size: int = 10) -> tuple[Engine, AsyncEngine]:
-    """A small blocking engine (migrations) and the async engine everything else uses.
+def create_engines(url: str) -> tuple[Engine, AsyncEngine, AsyncEngine]:
+    """A blocking engine (migrations), a transactional engine (writes), an autocommit one (reads).
 
-    No pre-ping: it costs a round trip per transaction. After a database restart the first
-    statement on each stale connection fails (the pool is then refreshed) and is retried by
-    its caller: workers re-send, clients retry on 503.
+    Reads and the lone-step fast path run in autocommit: one round trip per statement
+    instead of BEGIN/statement/ROLLBACK. No pre-ping (a round trip per checkout) and no
+    reset on return (every use ends its own transaction): after a database restart the
+    first statement on a stale connection fails, the pool is refreshed, and the caller
+    retries (workers re-send, clients retry on 503).
     """
     blocking = sa.create_engine(url, pool_size=1, max_overflow=1)
-    # Every use ends its transaction (engine.begin() or a read that rolls back), so the
-    # pool need not send another ROLLBACK when a connection is returned.
-    engine = create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_reset_on_return=None
+    # One batched writer at a time, plus a few non-batched writes (registrations, sweeps).
+    writes = create_async_engine(url, pool_size=4, max_overflow=4, pool_reset_on_return=None)
+    reads = create_async_engine(
+        url,
+        pool_size=16,
+        max_overflow=4,
+        pool_reset_on_return=None,
+        isolation_level="AUTOCOMMIT",
     )
-    return blocking, engine
+    return blocking, writes, reads

@@ -62,6 +62,7 @@ class Store:
         dialect: Dialect,
         *,
         async_engine: AsyncEngine | None = None,
+        async_reads: AsyncEngine | None = None,
     ) -> None:
         self.url = url
         self.dialect = dialect
@@ -74,6 +75,7 @@ class Store:
         # * PostgreSQL: psycopg's native asyncio mode, our sync query code run over
         #   SQLAlchemy's greenlet bridge (no threads, no blocking on network round trips).
         self._async_engine = async_engine
+        self._async_reads = async_reads or async_engine
         self._migrator = ThreadPoolExecutor(1, thread_name_prefix="polos-db-migrate")
 
     # ------------------------------------------------------------------ plumbing
@@ -82,6 +84,8 @@ class Store:
         """Dispose of every pooled connection."""
         if self._async_engine is not None:
             await self._async_engine.dispose()
+        if self._async_reads is not None and self._async_reads is not self._async_engine:
+            await self._async_reads.dispose()
         self._write_engine.dispose()
         if self._read_engine is not self._write_engine:
             self._read_engine.dispose()
@@ -115,10 +119,10 @@ class Store:
 
     async def read(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn`` on a read connection."""
-        if self._async_engine is None:
+        if self._async_reads is None:
             return self._in_read(fn)
         with translate_errors(self.url):
-            async with self._async_engine.connect() as conn:
+            async with self._async_reads.connect() as conn:
                 return await conn.run_sync(fn)
 
     # ------------------------------------------------------------------ projects
@@ -516,11 +520,10 @@ class Store:
     # ------------------------------------------------------------------ batched writes
 
     async def _record_step_alone(self, op: RecordStepOp) -> BatchOutcome | None:
-        assert self._async_engine is not None
+        assert self._async_reads is not None  # the autocommit engine
         with translate_errors(self.url):
-            async with self._async_engine.connect() as conn:
-                auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                return await auto.run_sync(lambda c: self._writes.record_step_alone(c, op))
+            async with self._async_reads.connect() as conn:
+                return await conn.run_sync(lambda c: self._writes.record_step_alone(c, op))
 
     async def apply_batch(self, ops: Sequence[WriteOp]) -> BatchOutcome:
         """Apply ``ops`` in one transaction; if that fails, apply each alone.
