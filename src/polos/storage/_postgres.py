@@ -12,7 +12,6 @@ DIALECT = Dialect(
     name="postgres",
     lock_rows=" FOR UPDATE",
     skip_locked=" FOR UPDATE SKIP LOCKED",
-    inline=False,
     notifies=True,
 )
 

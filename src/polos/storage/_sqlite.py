@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 
 from ._writes import Dialect
 
-DIALECT = Dialect(name="sqlite", lock_rows="", skip_locked="", inline=True)
+DIALECT = Dialect(name="sqlite", lock_rows="", skip_locked="")
 
 
 def _configure(engine: Engine, *, immediate: bool, synchronous: str) -> None:

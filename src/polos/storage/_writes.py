@@ -84,8 +84,6 @@ class Dialect:
     """Appended to a SELECT that reads rows the same transaction will update."""
     skip_locked: str
     """Appended to the claim sub-select, so that concurrent claimers skip each other's rows."""
-    inline: bool
-    """Run statements on the event loop thread (local SQLite) instead of database threads."""
     notifies: bool = False
     """Whether the database can tell other orchestrators about changes (PostgreSQL NOTIFY)."""
 
