@@ -12,11 +12,10 @@ import asyncio
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from polos.protocol import (
     Execution,
@@ -38,6 +37,9 @@ from ._ops import (
     WriteOp,
 )
 from ._writes import CANCEL_CHANNEL, QUEUED, RUNNING, Dialect, Writes, notify
+
+if TYPE_CHECKING:  # the asyncio engine is only used (and greenlet only needed) for PostgreSQL
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 T = TypeVar("T")
 
