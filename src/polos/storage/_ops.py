@@ -8,7 +8,6 @@ commit). Each op gets its own result; a stale-lease write gets ``STALE``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from polos.protocol import ErrorInfo, Execution, StepRecord, Task
 
@@ -128,4 +127,3 @@ class BatchOutcome:
 
     results: list[WriteResult | BaseException]
     transitions: list[Transition] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)

@@ -11,7 +11,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from polos.client import PolosClient
@@ -41,8 +41,6 @@ class _Running:
     task: Task
     job: asyncio.Task[None] | None = None
     cancel_reason: str | None = None
-    released: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class _ChannelRecorder:
