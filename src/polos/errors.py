@@ -7,12 +7,15 @@ PolosError(Exception)
 ├── StorageError                  the database failed or cannot be reached
 ├── ApiError                      the orchestrator answered with an error (status, code)
 │   ├── ExecutionNotFoundError    unknown execution id (404)
-│   └── WorkflowNotFoundError     unknown workflow id (404)
+│   ├── WorkflowNotFoundError     unknown workflow id (404)
+│   └── NotWaitingError           resume of a step that is not waiting (409)
 ├── OrchestratorUnavailableError  no orchestrator answered in time
 ├── WorkflowFailedError           a remote execution ended failed (carries error_type, message)
 │   └── WorkflowCancelledError    ... or was cancelled
 ├── TimeoutError                  waiting for a result took longer than asked
 ├── StepExecutionError            a step failed after its retries (inside a workflow)
+├── WaitTimeoutError              suspend / wait_for_event ran out of time (inside a workflow)
+├── ChildWorkflowError            a child execution failed or was cancelled (invoke_and_wait)
 ├── NonDeterminismError           replay found a step that does not match the log
 └── PayloadValidationError        a payload does not fit the workflow's input model
 
@@ -33,10 +36,12 @@ from typing import Any
 
 __all__ = [
     "ApiError",
+    "ChildWorkflowError",
     "ConfigurationError",
     "ExecutionCancelled",
     "ExecutionNotFoundError",
     "NonDeterminismError",
+    "NotWaitingError",
     "OrchestratorUnavailableError",
     "PayloadValidationError",
     "PolosError",
@@ -44,6 +49,7 @@ __all__ = [
     "StepExecutionError",
     "StorageError",
     "TimeoutError",
+    "WaitTimeoutError",
     "WorkflowCancelledError",
     "WorkflowFailedError",
     "WorkflowNotFoundError",
@@ -88,6 +94,11 @@ class ExecutionNotFoundError(ApiError):
 
 class WorkflowNotFoundError(ApiError):
     """No worker ever registered a workflow with this id in the caller's project."""
+
+
+class NotWaitingError(ApiError):
+    """The execution is not waiting at that step: it was already resumed, it timed out,
+    it never suspended there, or it finished."""
 
 
 class OrchestratorUnavailableError(PolosError):
@@ -160,6 +171,68 @@ class StepExecutionError(PolosError):
         return (
             type(self),
             (self.step_key, self.error_type, self.error_message, self.attempts, self.traceback),
+        )
+
+
+class WaitTimeoutError(PolosError):
+    """A wait (``suspend``, ``wait_for_event``) reached its timeout before it was satisfied.
+
+    Raised inside the workflow at the wait step, on the first run and on every
+    replay. Catch it to take another path (escalate, reject, retry the wait
+    under a new key).
+
+    Attributes:
+        step_key: the (suffixed) key of the wait step.
+        expired_at: when the wait timed out (epoch ms).
+    """
+
+    def __init__(self, step_key: str, message: str, expired_at: int | None = None) -> None:
+        super().__init__(message)
+        self.step_key = step_key
+        self.expired_at = expired_at
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.step_key, str(self), self.expired_at))
+
+
+class ChildWorkflowError(PolosError):
+    """A child execution started with ``invoke_and_wait`` failed or was cancelled.
+
+    Attributes:
+        execution_id: the child execution.
+        workflow_id: its workflow.
+        status: ``failed`` or ``cancelled``.
+        error_type: qualified name of the child's exception.
+        error_message: its message.
+    """
+
+    def __init__(
+        self,
+        execution_id: str,
+        workflow_id: str,
+        status: str,
+        error_type: str,
+        error_message: str,
+    ) -> None:
+        super().__init__(
+            f"child execution {execution_id} ({workflow_id}) {status}: {error_type}: {error_message}"
+        )
+        self.execution_id = execution_id
+        self.workflow_id = workflow_id
+        self.status = status
+        self.error_type = error_type
+        self.error_message = error_message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            type(self),
+            (
+                self.execution_id,
+                self.workflow_id,
+                self.status,
+                self.error_type,
+                self.error_message,
+            ),
         )
 
 

@@ -26,9 +26,11 @@ from polos.storage import metadata, migrate, migrations, normalize_url, open_sto
 RELEASED: dict[str, dict[str, str]] = {
     "sqlite": {
         "0001_init.sql": "99148684e6c27c9c44350010710fc65ff63265969a08a474d1bc9a6010035a99",
+        "0002_waits_events.sql": "68b85836c36deb3398a7f00c430b26807b02541516bf555cd452d256b048334e",
     },
     "postgres": {
         "0001_init.sql": "30418b4231b7d1f95a060a5c37093ef76a397590da3771ea80d3246494e770ab",
+        "0002_waits_events.sql": "2dc80fad3d05726e1e516f241a578a8138f41773cd1bda0459bf6084abc21c63",
     },
 }
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from polos.storage import normalize_url
+from polos.storage import migrations, normalize_url
 from polos.testing import ServerProcess, free_port
 
 
@@ -53,7 +53,8 @@ def test_server_start__prints_project_api_and_ui(
 def test_server_migrate__creates_schema_and_is_idempotent(empty_db_url: str) -> None:
     first = _server_cli("migrate", "--database-url", empty_db_url)
     assert first.returncode == 0, first.stderr
-    assert "schema version 1" in first.stdout
+    latest = migrations("sqlite")[-1].version
+    assert f"schema version {latest}" in first.stdout
     second = _server_cli("migrate", "--database-url", empty_db_url)
     assert second.returncode == 0, second.stderr
 
@@ -61,11 +62,13 @@ def test_server_migrate__creates_schema_and_is_idempotent(empty_db_url: str) -> 
     try:
         tables = set(sa.inspect(engine).get_table_names())
         with engine.connect() as conn:
-            versions = list(conn.scalars(sa.text("SELECT version FROM schema_migrations")))
+            versions = list(
+                conn.scalars(sa.text("SELECT version FROM schema_migrations ORDER BY version"))
+            )
     finally:
         engine.dispose()
     assert {"executions", "steps", "workers", "workflows", "projects"} <= tables
-    assert versions == [1]
+    assert versions == [m.version for m in migrations("sqlite")]
 
 
 def test_server_start__unsupported_database_url_is_one_clear_line() -> None:

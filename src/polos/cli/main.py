@@ -21,6 +21,7 @@ from ._common import (
     run_async,
     styled_status,
 )
+from ._events import events, resume, waits
 
 STATUSES = ["queued", "running", "waiting", "completed", "failed", "cancelled"]
 
@@ -49,6 +50,11 @@ def main(
 ) -> None:
     """Run workflows and inspect executions."""
     ctx.obj = {"api_url": api_url, "api_key": api_key, "project_id": project_id, "retry_for": 3.0}
+
+
+main.add_command(resume)
+main.add_command(waits)
+main.add_command(events)
 
 
 @main.command()

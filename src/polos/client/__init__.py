@@ -1,5 +1,7 @@
 """The Python client of the orchestrator API."""
 
-from ._client import DEFAULT_API_URL, ExecutionHandle, PolosClient
+from ._base import ExecutionHandle
+from ._client import DEFAULT_API_URL, PolosClient
+from ._events import EventsClient
 
-__all__ = ["DEFAULT_API_URL", "ExecutionHandle", "PolosClient"]
+__all__ = ["DEFAULT_API_URL", "EventsClient", "ExecutionHandle", "PolosClient"]

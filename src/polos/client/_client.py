@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import time
-from collections.abc import Awaitable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
@@ -16,8 +15,8 @@ from polos.errors import (
     ApiError,
     ConfigurationError,
     ExecutionNotFoundError,
+    NotWaitingError,
     OrchestratorUnavailableError,
-    SerializationError,
     TimeoutError,
     WorkflowCancelledError,
     WorkflowFailedError,
@@ -38,15 +37,17 @@ from polos.protocol import (
     InvokeResponse,
     StepList,
     StepRecord,
+    WaitKind,
+    WaitPage,
     WorkerInfo,
     WorkerList,
     WorkflowInfo,
     WorkflowList,
 )
 
+from ._base import ExecutionHandle, _jsonable, _Portal
+from ._events import EventsClient
 from ._waits import WaitCoalescer
-
-T = TypeVar("T")
 
 DEFAULT_API_URL = "http://127.0.0.1:8080"
 
@@ -55,15 +56,6 @@ def _seconds(value: float | timedelta | None) -> float | None:
     if value is None:
         return None
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
-
-
-def _jsonable(value: Any) -> Any:
-    import pydantic_core
-
-    try:
-        return pydantic_core.to_jsonable_python(value)
-    except pydantic_core.PydanticSerializationError as exc:
-        raise SerializationError(f"payload cannot be sent as JSON: {exc}") from exc
 
 
 def parse_api_urls(value: str | Sequence[str]) -> list[str]:
@@ -76,75 +68,6 @@ def parse_api_urls(value: str | Sequence[str]) -> list[str]:
         if not url.startswith(("http://", "https://")):
             raise ConfigurationError(f"api_url must start with http:// or https://, not {url!r}")
     return urls
-
-
-class _Portal:
-    """A private event loop in a daemon thread, to run the async API from sync code."""
-
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._lock = threading.Lock()
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        with self._lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                threading.Thread(
-                    target=loop.run_forever, name="polos-client-sync", daemon=True
-                ).start()
-                self._loop = loop
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
-
-
-class ExecutionHandle:
-    """A started execution: ask for its status, wait for its result, cancel it."""
-
-    def __init__(self, client: PolosClient, execution_id: str, workflow_id: str) -> None:
-        self.client = client
-        self.id = execution_id
-        self.workflow_id = workflow_id
-
-    async def get(self) -> Execution:
-        """The execution as the orchestrator sees it now."""
-        return await self.client.get_execution(self.id)
-
-    async def status(self) -> ExecutionStatus:
-        """Its current status."""
-        return (await self.get()).status
-
-    async def result(self, timeout: float | timedelta | None = None) -> Any:
-        """Wait for the execution to finish and return its result (JSON data).
-
-        Raises:
-            WorkflowFailedError: it failed (``error_type``/``error_message`` say why).
-            WorkflowCancelledError: it was cancelled.
-            polos.TimeoutError: it did not finish within ``timeout`` seconds.
-        """
-        return await self.client.result(self.id, timeout=timeout)
-
-    async def cancel(self, reason: str | None = None) -> Execution:
-        """Cancel it (no effect once finished)."""
-        return await self.client.cancel(self.id, reason=reason)
-
-    def get_sync(self) -> Execution:
-        """Blocking :meth:`get`."""
-        execution: Execution = self.client._portal.run(
-            self.client._in_portal(lambda c: c.get_execution(self.id))
-        )
-        return execution
-
-    def status_sync(self) -> ExecutionStatus:
-        """Blocking :meth:`status`."""
-        return self.get_sync().status
-
-    def result_sync(self, timeout: float | timedelta | None = None) -> Any:
-        """Blocking :meth:`result`."""
-        return self.client._portal.run(
-            self.client._in_portal(lambda c: c.result(self.id, timeout=timeout))
-        )
-
-    def __repr__(self) -> str:
-        return f"ExecutionHandle(id={self.id!r}, workflow_id={self.workflow_id!r})"
 
 
 class PolosClient:
@@ -184,6 +107,7 @@ class PolosClient:
         self._portal_client: PolosClient | None = None
         self._coalescer: WaitCoalescer | None = None
         self._coalescer_loop: asyncio.AbstractEventLoop | None = None
+        self._events: EventsClient | None = None
 
     # ------------------------------------------------------------------ plumbing
 
@@ -308,6 +232,8 @@ class PolosClient:
             return ExecutionNotFoundError(response.status_code, code, message)
         if code == "workflow_not_found":
             return WorkflowNotFoundError(response.status_code, code, message)
+        if code == "not_waiting":
+            return NotWaitingError(response.status_code, code, message)
         return ApiError(response.status_code, code, message)
 
     async def _in_portal(self, call: Any) -> Any:
@@ -536,6 +462,54 @@ class PolosClient:
             error.traceback if error else None,
         )
 
+    # ------------------------------------------------------------------ waits, resumes, events
+
+    async def resume(self, execution_id: str, step_key: str, data: Any = None) -> Execution:
+        """Resume an execution suspended at ``step_key``; ``data`` reaches the workflow.
+
+        ``data`` (JSON data or a pydantic model) is what ``suspend()`` returns as the
+        decision's data. ``step_key`` is the suspend step's key (``approval``;
+        ``approval#2`` names its second occurrence).
+
+        Raises:
+            ExecutionNotFoundError: no such execution in this project.
+            NotWaitingError: it is not suspended at ``step_key`` (already resumed, timed
+                out, never suspended there, or finished); the message says which.
+        """
+        body = {"step_key": step_key, "data": _jsonable(data)}
+        return Execution.model_validate(
+            await self._request("POST", f"/executions/{execution_id}/resume", json=body)
+        )
+
+    async def list_waits(
+        self,
+        kind: WaitKind | str | None = None,
+        *,
+        workflow_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> WaitPage:
+        """A page of executions parked at a wait step, oldest wait first.
+
+        ``kind`` keeps one kind of wait (``suspend``, ``event``, ``sleep``, ``child``);
+        pass ``page.next_cursor`` as ``cursor`` for the next page.
+        """
+        params: list[tuple[str, str | int]] = [("limit", limit)]
+        if kind:
+            params.append(("kind", str(kind)))
+        if workflow_id:
+            params.append(("workflow_id", workflow_id))
+        if cursor:
+            params.append(("cursor", cursor))
+        return WaitPage.model_validate(await self._request("GET", "/waits", params=params))
+
+    @property
+    def events(self) -> EventsClient:
+        """Publish, read and stream events (one :class:`EventsClient` per client)."""
+        if self._events is None:
+            self._events = EventsClient(self)
+        return self._events
+
     # ------------------------------------------------------------------ registry and health
 
     async def list_workflows(self) -> list[WorkflowInfo]:
@@ -577,6 +551,14 @@ class PolosClient:
     def result_sync(self, execution_id: str, timeout: float | timedelta | None = None) -> Any:
         """Blocking :meth:`result`."""
         return self._portal.run(self._in_portal(lambda c: c.result(execution_id, timeout)))
+
+    def resume_sync(self, execution_id: str, step_key: str, data: Any = None) -> Execution:
+        """Blocking :meth:`resume`."""
+        return self._portal.run(self._in_portal(lambda c: c.resume(execution_id, step_key, data)))  # type: ignore[no-any-return]
+
+    def list_waits_sync(self, kind: WaitKind | str | None = None, **filters: Any) -> WaitPage:
+        """Blocking :meth:`list_waits`."""
+        return self._portal.run(self._in_portal(lambda c: c.list_waits(kind, **filters)))  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
         return f"PolosClient(api_url={self.api_url!r}, project_id={self.project_id!r})"

@@ -17,6 +17,7 @@ from polos.errors import StorageError
 from polos.protocol import API_PREFIX, Health
 from polos.storage import describe_url
 
+from ._event_routes import router as event_router
 from ._routes import ApiProblem, problem_response, router, ui_router
 from ._runtime import OrchestratorRuntime
 from ._settings import OrchestratorSettings
@@ -156,6 +157,7 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
         )
 
     app.include_router(router)
+    app.include_router(event_router)
     app.include_router(ui_router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

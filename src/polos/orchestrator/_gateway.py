@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -35,6 +35,7 @@ from polos.protocol import (
     RecordStep,
     Release,
     Task,
+    Wait,
     Welcome,
     now_ms,
     worker_message_adapter,
@@ -44,15 +45,19 @@ from polos.storage import (
     ClaimOp,
     CompleteOp,
     FailOp,
+    Published,
     RecordStepOp,
+    Rejected,
     ReleaseOp,
     Store,
     Transition,
+    WaitOp,
     WriteBatcher,
     dumps,
     unit_random,
 )
 
+from ._events import EventHub
 from ._settings import OrchestratorSettings
 
 log = logging.getLogger("polos.orchestrator")
@@ -108,10 +113,14 @@ class Gateway:
         store: Store,
         batcher: WriteBatcher,
         settings: OrchestratorSettings,
+        hub: EventHub | None = None,
+        on_timer_change: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
         self.batcher = batcher
         self.settings = settings
+        self.hub = hub or EventHub()
+        self._on_timer_change = on_timer_change
         self.sessions: dict[str, WorkerSession] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -291,30 +300,10 @@ class Gateway:
     async def _handle_write(
         self,
         session: WorkerSession,
-        message: RecordStep | Complete | Fail | Release | Heartbeat | Drain | Hello,
+        message: RecordStep | Wait | Complete | Fail | Release | Heartbeat | Drain | Hello,
     ) -> None:
-        op: RecordStepOp | CompleteOp | FailOp | ReleaseOp
-        if isinstance(message, RecordStep):
-            op = RecordStepOp(message.execution_id, message.epoch, message.step)
-        elif isinstance(message, Complete):
-            op = CompleteOp(
-                message.execution_id,
-                message.epoch,
-                dumps(message.result),
-                dumps(message.state) if message.has_state else None,
-            )
-        elif isinstance(message, Fail):
-            op = FailOp(
-                message.execution_id,
-                message.epoch,
-                message.error,
-                message.retryable,
-                dumps(message.state) if message.has_state else None,
-                unit_random(),
-            )
-        elif isinstance(message, Release):
-            op = ReleaseOp(message.execution_id, message.epoch)
-        else:  # pragma: no cover - filtered by serve()
+        op = self._write_op(message)
+        if op is None or isinstance(message, Heartbeat | Drain | Hello):  # pragma: no cover
             return
         try:
             result = await self.batcher.submit(op)
@@ -322,11 +311,65 @@ class Gateway:
             log.warning("write from worker %s failed: %s", session.worker_id, exc)
             await session.send(Ack(req=message.req, code="error", message=str(exc)[:500]))
             return
+        if isinstance(result, Rejected):
+            await session.send(Ack(req=message.req, code="rejected", message=result.message))
+            return
+        value = None
+        if isinstance(result, Published):
+            self.hub.notify(session.project_id, result.event.topic)
+            value = result.event.model_dump(mode="json", exclude={"data"})
+        if isinstance(op, WaitOp) and op.spec.expires_at is not None:
+            self._on_timer_change()
         # A non-step write (or a refused one) means the execution left this worker: free its slot.
         left = not isinstance(op, RecordStepOp) or result == STALE
         if left and session.running.pop(op.execution_id, None) is not None:
             self.wake()
-        await session.send(Ack(req=message.req, code="stale" if result == STALE else "ok"))
+        code = "stale" if result == STALE else "ok"
+        await session.send(Ack(req=message.req, code=code, value=value))
+
+    @staticmethod
+    def _write_op(
+        message: RecordStep | Wait | Complete | Fail | Release | Heartbeat | Drain | Hello,
+    ) -> RecordStepOp | WaitOp | CompleteOp | FailOp | ReleaseOp | None:
+        if isinstance(message, RecordStep):
+            return RecordStepOp(
+                message.execution_id,
+                message.epoch,
+                message.step,
+                message.publish,
+                tuple(message.children),
+            )
+        if isinstance(message, Wait):
+            return WaitOp(
+                execution_id=message.execution_id,
+                epoch=message.epoch,
+                key=message.key,
+                seq=message.seq,
+                step_kind=message.kind,
+                started_at=message.started_at,
+                spec=message.wait,
+                children=tuple(message.children),
+                state_json=dumps(message.state) if message.has_state else None,
+            )
+        if isinstance(message, Complete):
+            return CompleteOp(
+                message.execution_id,
+                message.epoch,
+                dumps(message.result),
+                dumps(message.state) if message.has_state else None,
+            )
+        if isinstance(message, Fail):
+            return FailOp(
+                message.execution_id,
+                message.epoch,
+                message.error,
+                message.retryable,
+                dumps(message.state) if message.has_state else None,
+                unit_random(),
+            )
+        if isinstance(message, Release):
+            return ReleaseOp(message.execution_id, message.epoch)
+        return None
 
     # ------------------------------------------------------------------ dispatch
 

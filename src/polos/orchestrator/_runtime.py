@@ -11,6 +11,7 @@ from polos.protocol import DEFAULT_PROJECT_ID
 from polos.storage import (
     CANCEL_CHANNEL,
     DONE_CHANNEL,
+    EVENT_CHANNEL,
     WORK_CHANNEL,
     Store,
     Transition,
@@ -18,6 +19,7 @@ from polos.storage import (
     open_store,
 )
 
+from ._events import EventHub, Timers
 from ._gateway import Gateway
 from ._settings import OrchestratorSettings
 from ._waiters import Waiters
@@ -33,7 +35,11 @@ class OrchestratorRuntime:
         self.store = store
         self.waiters = Waiters()
         self.batcher = WriteBatcher(store, on_transitions=self._on_transitions)
-        self.gateway = Gateway(store, self.batcher, settings)
+        self.hub = EventHub()
+        self.timers = Timers(store, self.batcher)
+        self.gateway = Gateway(
+            store, self.batcher, settings, hub=self.hub, on_timer_change=self.timers.wake
+        )
         self._projects: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._notified: set[asyncio.Future[bool]] = set()
@@ -46,6 +52,7 @@ class OrchestratorRuntime:
         await store.ensure_project(DEFAULT_PROJECT_ID, "Default project")
         runtime.batcher.start()
         await runtime.gateway.start()
+        runtime.timers.start()
         if store.dialect.notifies:
             # Other orchestrators share this database: hear what they do, and keep a slow
             # sweep as the safety net for notifications missed while disconnected.
@@ -62,6 +69,7 @@ class OrchestratorRuntime:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.timers.stop()
         await self.gateway.stop()
         await self.batcher.stop()
         log.info("orchestrator stopping: %s", self.batcher.describe())
@@ -81,13 +89,25 @@ class OrchestratorRuntime:
             self._notified.add(task)
             task.add_done_callback(self._notified.discard)
 
+        def on_event(payload: str) -> None:
+            for item in payload.split(","):
+                project_id, _, topic = item.partition("\t")
+                if topic:
+                    self.hub.notify(project_id, topic)
+
+        def on_connect() -> None:
+            self.gateway.wake()
+            self.timers.wake()
+            self.hub.notify_all()
+
         await self.store.listen(
             {
                 WORK_CHANNEL: lambda _: self.gateway.wake(),
                 DONE_CHANNEL: on_done,
                 CANCEL_CHANNEL: on_cancel,
+                EVENT_CHANNEL: on_event,
             },
-            on_connect=self.gateway.wake,
+            on_connect=on_connect,
         )
 
     async def _sweep_waiters(self) -> None:

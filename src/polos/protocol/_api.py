@@ -78,6 +78,14 @@ class Execution(BaseModel):
     worker_id: str | None = None
     parent_id: str | None = None
     root_id: str | None = None
+    parent_step_key: str | None = Field(
+        default=None, description="For a child: the parent's step that started it."
+    )
+    trigger_event: Any = Field(
+        default=None,
+        description="For an execution started by an event: the event (or, for a batch, the "
+        "events) without data (the payload holds it).",
+    )
     idempotency_key: str | None = None
     queue: str | None = None
     concurrency_key: str | None = None

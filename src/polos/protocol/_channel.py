@@ -14,7 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter
 
-from ._common import ErrorInfo, RetryPolicySpec, StepRecord
+from ._common import ErrorInfo, RetryPolicySpec, StepKind, StepRecord
+from ._events import TOPIC_MAX_LENGTH, TOPIC_PATTERN, WaitKind
 
 CHANNEL_VERSION = 1
 """Bumped when the channel changes incompatibly; the orchestrator rejects other versions."""
@@ -64,14 +65,83 @@ class Heartbeat(BaseModel):
     type: Literal["heartbeat"] = "heartbeat"
 
 
+class ChildSpec(BaseModel):
+    """A child execution to start along with a step (``invoke``, ``invoke_and_wait``)."""
+
+    execution_id: str = Field(
+        min_length=1,
+        max_length=100,
+        description="Derived from the parent's id, the step key and the index, so that a "
+        "replay or a re-sent message never starts a second child.",
+    )
+    workflow_id: str = Field(min_length=1, max_length=200)
+    payload: Any = None
+    index: int = Field(default=0, ge=0, description="Position in a batch (results keep it).")
+    queue: str | None = Field(default=None, max_length=200)
+    concurrency_key: str | None = Field(default=None, max_length=500)
+    priority: int = Field(default=0, ge=-1000, le=1000)
+    has_state: bool = False
+    initial_state: Any = None
+
+
+class PublishSpec(BaseModel):
+    """An event to publish along with a step (``publish_event``)."""
+
+    topic: str = Field(min_length=1, max_length=TOPIC_MAX_LENGTH, pattern=TOPIC_PATTERN)
+    data: Any = None
+
+
 class RecordStep(BaseModel):
-    """Append one completed step to an execution's log."""
+    """Append one completed step to an execution's log.
+
+    With ``publish`` or ``children``, the event is published / the children are
+    started in the same transaction as the record: both happen, once, or neither.
+    """
 
     type: Literal["step"] = "step"
     req: int
     execution_id: str
     epoch: int
     step: StepRecord
+    publish: PublishSpec | None = None
+    children: list[ChildSpec] = Field(default_factory=list, max_length=1000)
+
+
+class WaitSpec(BaseModel):
+    """What a parked execution waits for."""
+
+    kind: WaitKind
+    topic: str | None = Field(
+        default=None, min_length=1, max_length=TOPIC_MAX_LENGTH, pattern=TOPIC_PATTERN
+    )
+    data: Any = Field(default=None, description="suspend(): shown to whoever resumes it.")
+    expires_at: int | None = Field(
+        default=None, description="Timeout, or for sleeps the wake-up time (epoch ms)."
+    )
+
+
+class Wait(BaseModel):
+    """Park the execution at a wait step; once acknowledged, the attempt is over.
+
+    The orchestrator records the wait (and starts ``children``) in one
+    transaction, sets the execution ``waiting`` and frees the worker's slot.
+    When the wait is satisfied (resume, event, timer, children done) or times
+    out, it records the step's outcome and queues the execution again, which
+    replays up to the wait step and goes on.
+    """
+
+    type: Literal["wait"] = "wait"
+    req: int
+    execution_id: str
+    epoch: int
+    key: str
+    seq: int
+    kind: StepKind
+    started_at: int
+    wait: WaitSpec
+    children: list[ChildSpec] = Field(default_factory=list, max_length=1000)
+    has_state: bool = False
+    state: Any = None
 
 
 class Complete(BaseModel):
@@ -115,7 +185,8 @@ class Drain(BaseModel):
 
 
 WorkerMessage = Annotated[
-    Hello | Heartbeat | Drain | RecordStep | Complete | Fail | Release, Field(discriminator="type")
+    Hello | Heartbeat | Drain | RecordStep | Wait | Complete | Fail | Release,
+    Field(discriminator="type"),
 ]
 worker_message_adapter: TypeAdapter[WorkerMessage] = TypeAdapter(WorkerMessage)
 
@@ -151,15 +222,29 @@ class Task(BaseModel):
     root_id: str | None = None
     created_at: int = 0
     code_fingerprint: str | None = None
+    trigger: Any = Field(
+        default=None,
+        description="For executions started by an event: the event(s) without their data "
+        "(the payload holds the data).",
+    )
 
 
 class Ack(BaseModel):
-    """Outcome of a write. ``code`` is ``ok``, ``stale`` (lease lost) or ``error``."""
+    """Outcome of a write.
+
+    ``ok``: applied. ``stale``: the lease was lost, nothing changed. ``error``: the
+    orchestrator could not write now (the worker re-sends it). ``rejected``: the
+    write can never succeed (e.g. a child of an unregistered workflow); ``message``
+    says why and the workflow sees an exception.
+    """
 
     type: Literal["ack"] = "ack"
     req: int
-    code: Literal["ok", "stale", "error"] = "ok"
+    code: Literal["ok", "stale", "error", "rejected"] = "ok"
     message: str = ""
+    value: Any = Field(
+        default=None, description="What the write produced, e.g. the event a publish step made."
+    )
 
 
 class Cancel(BaseModel):

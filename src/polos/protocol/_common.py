@@ -63,6 +63,7 @@ class StepKind(enum.StrEnum):
     WAIT_EVENT = "wait_event"
     SLEEP = "sleep"
     INVOKE = "invoke"
+    INVOKE_WAIT = "invoke_wait"
     PUBLISH = "publish"
     LLM = "llm"
     TOOL = "tool"

@@ -10,9 +10,19 @@ from ._retry import (
     RetryPolicy,
     qualified_name,
 )
-from ._runtime import LeaseLost, StepRecorder
+from ._runtime import LeaseLost, ParkRequest, StepRecorder, WaitPending
 from ._serialize import from_json_value, to_json_value, type_name
-from ._steps import StateBox, Step
+from ._steps import BaseStep, StateBox
+from ._wait_steps import Step
+from ._wait_types import (
+    BatchEventPayload,
+    BatchStepResult,
+    BatchWorkflowInput,
+    ChildHandle,
+    EventPayload,
+    ResumeData,
+    child_execution_id,
+)
 from ._workflow import InvokingClient, Queue, Workflow, queue, workflow
 
 __all__ = [
@@ -21,16 +31,26 @@ __all__ = [
     "DEFAULT_WORKFLOW_RETRY",
     "AttemptInput",
     "AttemptOutcome",
+    "BaseStep",
+    "BatchEventPayload",
+    "BatchStepResult",
+    "BatchWorkflowInput",
+    "ChildHandle",
+    "EventPayload",
     "InvokingClient",
     "LeaseLost",
+    "ParkRequest",
     "Queue",
+    "ResumeData",
     "RetryPolicy",
     "StateBox",
     "Step",
     "StepInfo",
     "StepRecorder",
+    "WaitPending",
     "Workflow",
     "WorkflowContext",
+    "child_execution_id",
     "current_context",
     "current_step",
     "error_info",

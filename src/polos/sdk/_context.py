@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from polos.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from ._steps import Step
+    from ._wait_steps import Step
 
 
 @dataclass(frozen=True, slots=True)

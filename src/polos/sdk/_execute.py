@@ -12,9 +12,10 @@ from polos.protocol import ErrorInfo, StepRecord
 
 from ._context import WorkflowContext, _current_context
 from ._retry import qualified_name
-from ._runtime import StepRecorder
+from ._runtime import StepRecorder, WaitPending
 from ._serialize import to_json_value
-from ._steps import StateBox, Step
+from ._steps import StateBox
+from ._wait_steps import Step
 from ._workflow import Workflow
 
 # Errors that would happen again identically on a retry: fail at once.
@@ -35,13 +36,19 @@ class AttemptInput:
     root_id: str | None = None
     created_at: int = 0
     code_fingerprint: str | None = None
+    trigger: Any = None
 
 
 @dataclass(frozen=True, slots=True)
 class AttemptOutcome:
-    """How an attempt ended (when it did not lose its lease or get cancelled)."""
+    """How an attempt ended (when it did not lose its lease or get cancelled).
+
+    ``parked``: the execution waits at a step; the orchestrator already knows and
+    nothing more is to be reported for this attempt.
+    """
 
     completed: bool
+    parked: bool = False
     result: Any = None
     error: ErrorInfo | None = None
     retryable: bool = False
@@ -93,7 +100,9 @@ async def run_attempt(
     token = _current_context.set(ctx)
     try:
         args: tuple[Any, ...] = (
-            (ctx, workflow.parse_payload(given.payload)) if workflow.takes_payload else (ctx,)
+            (ctx, workflow.parse_payload(given.payload, given.trigger))
+            if workflow.takes_payload
+            else (ctx,)
         )
         if workflow.is_async:
             result = await workflow.fn(*args)
@@ -103,8 +112,14 @@ async def run_attempt(
         output = to_json_value(result, f"workflow {workflow.id!r}")
         await step.flush()
         has_state, state = box.changed_snapshot()
+        if step.parked:  # user code swallowed WaitPending: the attempt still ended at the wait
+            return AttemptOutcome(completed=False, parked=True)
         return AttemptOutcome(completed=True, result=output, has_state=has_state, state=state)
+    except WaitPending:
+        return AttemptOutcome(completed=False, parked=True)
     except Exception as exc:
+        if step.parked:
+            return AttemptOutcome(completed=False, parked=True)
         await step.flush()
         has_state, state = box.changed_snapshot()
         retryable = not isinstance(exc, _DETERMINISTIC) and workflow.retry.is_retryable(exc)

@@ -65,8 +65,8 @@ class StateBox:
         self.recorded_json = self.model.model_dump_json()
 
 
-class Step:
-    """The durable step API of one execution attempt (``ctx.step``)."""
+class BaseStep:
+    """Keys, replay and ``run``: the core of the step API (``Step`` adds the waiting steps)."""
 
     def __init__(
         self,
@@ -92,6 +92,9 @@ class Step:
         self._seq = max((r.seq for r in history), default=0)
         self._pending: list[StepRecord] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._in_flight: dict[str, int] = {}
+        self.parked = False
+        """Whether the attempt ended at a wait step (set just before WaitPending is raised)."""
 
     # ------------------------------------------------------------------ keys and replay
 
@@ -220,6 +223,21 @@ class Step:
         policy: RetryPolicy,
     ) -> Any:
         started = now_ms()
+        self._in_flight[full_key] = started
+        try:
+            return await self._attempts(full_key, fn, args, kwargs, policy, started)
+        finally:
+            del self._in_flight[full_key]
+
+    async def _attempts(
+        self,
+        full_key: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        policy: RetryPolicy,
+        started: int,
+    ) -> Any:
         attempt = 0
         while True:
             attempt += 1

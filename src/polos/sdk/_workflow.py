@@ -17,6 +17,7 @@ from polos.protocol import WorkflowSpec
 from ._fingerprint import fingerprint
 from ._retry import DEFAULT_MAX_RECOVERY_ATTEMPTS, DEFAULT_WORKFLOW_RETRY, RetryPolicy
 from ._serialize import from_json_value, return_annotation, to_json_value
+from ._wait_types import BatchEventPayload, EventPayload
 
 R = TypeVar("R")
 _ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.:/")
@@ -152,12 +153,18 @@ class Workflow(Generic[R]):
             options=to_json_value(self.options, f"options of workflow {self.id!r}"),
         )
 
-    def parse_payload(self, raw: Any) -> Any:
+    def parse_payload(self, raw: Any, trigger: Any = None) -> Any:
         """Validate a stored payload into the annotated type.
+
+        ``trigger`` is the event metadata of an execution started by an event: a
+        payload annotated ``EventPayload`` / ``BatchEventPayload`` gets the event(s)
+        with their topic and seq; any other annotation gets the data.
 
         Raises:
             PayloadValidationError: naming each offending field.
         """
+        if trigger is not None:
+            raw = self._event_payload(raw, trigger)
         if self._payload_annotation is Any:
             return raw
         if self._payload_adapter is None:
@@ -172,6 +179,14 @@ class Workflow(Generic[R]):
             raise PayloadValidationError(
                 f"payload of workflow {self.id!r} is invalid: {problems}"
             ) from None
+
+    def _event_payload(self, raw: Any, trigger: Any) -> Any:
+        if self._payload_annotation is EventPayload and isinstance(trigger, dict):
+            return {**trigger, "data": raw}
+        if self._payload_annotation is BatchEventPayload and isinstance(trigger, list):
+            data = raw if isinstance(raw, list) else [raw] * len(trigger)
+            return {"events": [{**m, "data": d} for m, d in zip(trigger, data, strict=False)]}
+        return raw
 
     def new_state(self, raw: Any, has_state: bool) -> pydantic.BaseModel | None:
         """The initial ``ctx.state``: the recorded snapshot, or the schema's defaults."""
@@ -265,6 +280,16 @@ def workflow(
     """
     if batch_size < 1:
         raise ConfigurationError("batch_size must be at least 1")
+    if batch_timeout_seconds is not None and batch_timeout_seconds <= 0:
+        raise ConfigurationError("batch_timeout_seconds must be positive")
+    if trigger_on_event is not None and (
+        not 0 < len(trigger_on_event) <= 300
+        or any(c.isspace() or ord(c) < 32 for c in trigger_on_event)
+    ):
+        raise ConfigurationError(
+            f"trigger_on_event must be a topic of 1-300 characters without spaces, "
+            f"not {trigger_on_event!r}"
+        )
     timeout_s = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
     options = {
         "queue": _queue_option(queue),

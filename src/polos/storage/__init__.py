@@ -12,6 +12,7 @@ from polos.errors import ConfigurationError
 
 from ._batcher import WriteBatcher
 from ._codec import dumps, loads, new_id
+from ._creates import NO_WORKFLOW
 from ._errors import _safe_url
 from ._migrate import Migration, migrate, migrations
 from ._ops import (
@@ -25,15 +26,23 @@ from ._ops import (
     Created,
     CreateExecution,
     FailOp,
+    Fired,
+    FireDueOp,
+    Published,
+    PublishOp,
     RecordStepOp,
+    Rejected,
     ReleaseOp,
+    Resumed,
+    ResumeOp,
     Transition,
+    WaitOp,
     WriteOp,
     WriteResult,
 )
 from ._store import Store, unit_random
 from ._tables import metadata
-from ._writes import CANCEL_CHANNEL, DONE_CHANNEL, NO_WORKFLOW, WORK_CHANNEL
+from ._writes import CANCEL_CHANNEL, DONE_CHANNEL, EVENT_CHANNEL, WORK_CHANNEL
 
 DEFAULT_SQLITE_PATH = Path.home() / ".polos" / "polos.db"
 """Where the embedded database lives unless told otherwise."""
@@ -106,6 +115,7 @@ __all__ = [
     "CANCEL_CHANNEL",
     "DEFAULT_SQLITE_PATH",
     "DONE_CHANNEL",
+    "EVENT_CHANNEL",
     "NO_WORKFLOW",
     "OK",
     "STALE",
@@ -118,11 +128,19 @@ __all__ = [
     "CreateExecution",
     "Created",
     "FailOp",
+    "FireDueOp",
+    "Fired",
     "Migration",
+    "PublishOp",
+    "Published",
     "RecordStepOp",
+    "Rejected",
     "ReleaseOp",
+    "ResumeOp",
+    "Resumed",
     "Store",
     "Transition",
+    "WaitOp",
     "WriteBatcher",
     "WriteOp",
     "WriteResult",

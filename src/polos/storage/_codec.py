@@ -11,10 +11,13 @@ import pydantic_core
 from polos.protocol import (
     AttemptInfo,
     ErrorInfo,
+    Event,
     Execution,
     ExecutionStatus,
     StepKind,
     StepRecord,
+    WaitInfo,
+    WaitKind,
     now_ms,
 )
 
@@ -89,6 +92,8 @@ def execution_from_row(row: Mapping[Any, Any]) -> Execution:
         worker_id=row["worker_id"],
         parent_id=row["parent_id"],
         root_id=row["root_id"],
+        parent_step_key=row["parent_step_key"],
+        trigger_event=loads(row["trigger_event"]),
         idempotency_key=row["idempotency_key"],
         queue=row["queue"],
         concurrency_key=row["concurrency_key"],
@@ -101,4 +106,34 @@ def execution_from_row(row: Mapping[Any, Any]) -> Execution:
         updated_at=row["updated_at"],
         available_at=row["available_at"],
         cancelled_by=row["cancelled_by"],
+    )
+
+
+def event_from_row(row: Mapping[Any, Any]) -> Event:
+    """Convert an ``events`` row to an :class:`Event`."""
+    return Event(
+        id=row["id"],
+        topic=row["topic"],
+        seq=row["seq"],
+        data=loads(row["data"]),
+        created_at=row["created_at"],
+        idempotency_key=row["idempotency_key"],
+        source_execution_id=row["source_execution_id"],
+    )
+
+
+def wait_from_row(row: Mapping[Any, Any]) -> WaitInfo:
+    """Convert a ``waits`` row to a :class:`WaitInfo`."""
+    kind = WaitKind(row["kind"])
+    return WaitInfo(
+        execution_id=row["execution_id"],
+        workflow_id=row["workflow_id"],
+        root_id=row["root_id"],
+        step_key=row["step_key"],
+        kind=kind,
+        data=loads(row["data"]) if kind == WaitKind.SUSPEND else None,
+        topic=row["topic"],
+        expires_at=row["expires_at"],
+        pending_children=row["pending"] if kind == WaitKind.CHILD else None,
+        created_at=row["created_at"],
     )

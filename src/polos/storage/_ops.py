@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from polos.protocol import ErrorInfo, Execution, StepRecord, Task
+from polos.protocol import (
+    ChildSpec,
+    ErrorInfo,
+    Event,
+    Execution,
+    PublishSpec,
+    StepKind,
+    StepRecord,
+    Task,
+    WaitSpec,
+)
 
 OK = "ok"
 """The write was applied (or had already been applied by the same lease)."""
@@ -33,6 +43,10 @@ class CreateExecution:
     parent_id: str | None = None
     root_id: str | None = None
     parent_step_key: str | None = None
+    execution_id: str | None = None
+    """A given id (children: derived from the parent); None: a fresh one."""
+    parent_index: int | None = None
+    trigger_event_json: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +59,94 @@ class Created:
 
 @dataclass(frozen=True, slots=True)
 class RecordStepOp:
-    """Append a step record, fenced by the lease epoch."""
+    """Append a step record, fenced by the lease epoch.
+
+    With ``publish`` / ``children``, the event is published / the children are
+    created in the same transaction (idempotent when the record is re-sent).
+    """
 
     execution_id: str
     epoch: int
     step: StepRecord
+    publish: PublishSpec | None = None
+    children: tuple[ChildSpec, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class WaitOp:
+    """Park a running execution at a wait step (fenced); ends the attempt."""
+
+    execution_id: str
+    epoch: int
+    key: str
+    seq: int
+    step_kind: StepKind
+    started_at: int
+    spec: WaitSpec
+    children: tuple[ChildSpec, ...] = ()
+    state_json: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PublishOp:
+    """Append an event to a topic's log; start triggered workflows; satisfy event waits."""
+
+    project_id: str
+    topic: str
+    data_json: str
+    idempotency_key: str | None = None
+    source_execution_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """Result of :class:`PublishOp`."""
+
+    event: Event
+    created: bool
+    triggered: list[str] = field(default_factory=list)
+    project_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeOp:
+    """Resume an execution suspended at ``step_key`` with ``data``."""
+
+    project_id: str
+    execution_id: str
+    step_key: str
+    data_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    """Result of :class:`ResumeOp`: the execution (None: unknown) and whether it resumed."""
+
+    execution: Execution | None
+    resumed: bool
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FireDueOp:
+    """Fire due timers, time out expired waits and flush due trigger batches."""
+
+    limit: int = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Fired:
+    """Result of :class:`FireDueOp`: how many waits ended and executions were started."""
+
+    waits: int
+    started: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """The op can never succeed as given (e.g. a child of an unregistered workflow)."""
+
+    message: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +204,8 @@ class Cancelled:
     execution: Execution | None
     changed: bool
     worker_id: str | None = None
+    descendants: list[tuple[str, str | None]] = field(default_factory=list)
+    """Children (and their children...) cancelled with it: (execution id, worker id)."""
 
 
 @dataclass(slots=True)
@@ -117,8 +216,20 @@ class Transition:
     status: str
 
 
-WriteOp = CreateExecution | RecordStepOp | CompleteOp | FailOp | ReleaseOp | ClaimOp | CancelOp
-WriteResult = Created | str | list[Task] | Cancelled
+WriteOp = (
+    CreateExecution
+    | RecordStepOp
+    | WaitOp
+    | CompleteOp
+    | FailOp
+    | ReleaseOp
+    | ClaimOp
+    | CancelOp
+    | PublishOp
+    | ResumeOp
+    | FireDueOp
+)
+WriteResult = Created | str | list[Task] | Cancelled | Published | Resumed | Fired | Rejected
 
 
 @dataclass(slots=True)

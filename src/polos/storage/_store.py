@@ -18,14 +18,17 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from polos.protocol import (
+    Event,
     Execution,
     StepRecord,
+    WaitInfo,
     WorkerInfo,
     WorkflowInfo,
     WorkflowSpec,
     now_ms,
 )
 
+from . import _event_reads
 from . import _tables as t
 from ._codec import dumps, execution_from_row, loads, step_from_row
 from ._errors import translate_errors
@@ -226,6 +229,7 @@ class Store:
                         for s in workflows
                     ],
                 )
+            self._writes.events.sync_triggers(conn, project_id, workflows, now)
             rows = (
                 conn.execute(
                     sa.select(t.executions.c.id, t.executions.c.epoch).where(
@@ -519,6 +523,40 @@ class Store:
 
         return await self.read(go)
 
+    # ------------------------------------------------------------------ events and waits
+
+    async def list_events(
+        self, project_id: str, topic: str, *, after: int = 0, limit: int = 100
+    ) -> list[Event]:
+        """Events of a topic with ``seq > after``, oldest first."""
+        return await self.read(
+            lambda conn: _event_reads.list_events(conn, project_id, topic, after, limit)
+        )
+
+    async def last_seq(self, project_id: str, topic: str) -> int:
+        """The topic's last seq (0 if nothing was published on it)."""
+        return await self.read(lambda conn: _event_reads.last_seq(conn, project_id, topic))
+
+    async def list_waits(
+        self,
+        project_id: str,
+        *,
+        kind: str | None = None,
+        workflow_id: str | None = None,
+        limit: int = 50,
+        cursor: tuple[int, str, str] | None = None,
+    ) -> tuple[list[WaitInfo], tuple[int, str, str] | None]:
+        """A page of parked executions, oldest wait first, and the next page's cursor."""
+        return await self.read(
+            lambda conn: _event_reads.list_waits(
+                conn, project_id, kind=kind, workflow_id=workflow_id, limit=limit, cursor=cursor
+            )
+        )
+
+    async def next_due(self) -> int | None:
+        """When the next timer, wait timeout or trigger batch falls due (epoch ms)."""
+        return await self.read(_event_reads.next_due)
+
     # ------------------------------------------------------------------ batched writes
 
     async def _record_step_alone(self, op: RecordStepOp) -> BatchOutcome | None:
@@ -538,6 +576,8 @@ class Store:
             and len(ops) == 1
             and isinstance(ops[0], RecordStepOp)
             and not ops[0].step.has_state
+            and ops[0].publish is None
+            and not ops[0].children
         ):
             # The common case under light load: one step record, over a network.
             try:

@@ -78,6 +78,10 @@ executions = sa.Table(
     sa.Column("started_at", sa.BigInteger),
     sa.Column("completed_at", sa.BigInteger),
     sa.Column("available_at", sa.BigInteger, nullable=False),
+    # 0002: position among the children started by one parent step; the event(s) that
+    # started a triggered execution (JSON, without their data: the payload holds it)
+    sa.Column("parent_index", sa.Integer),
+    sa.Column("trigger_event", sa.Text),
     sa.Index("ux_executions_idempotency", "project_id", "idempotency_key", unique=True),
     sa.Index(
         "ix_executions_queued",
@@ -102,6 +106,13 @@ executions = sa.Table(
     sa.Index("ix_executions_project_created", "project_id", "created_at", "id"),
     sa.Index("ix_executions_project_status", "project_id", "status", "created_at"),
     sa.Index("ix_executions_project_workflow", "project_id", "workflow_id", "created_at"),
+    sa.Index(
+        "ix_executions_parent",
+        "parent_id",
+        "parent_step_key",
+        sqlite_where=sa.text("parent_id IS NOT NULL"),
+        postgresql_where=sa.text("parent_id IS NOT NULL"),
+    ),
 )
 
 steps = sa.Table(
@@ -150,4 +161,92 @@ worker_workflows = sa.Table(
     ),
     sa.Column("workflow_id", sa.Text, primary_key=True),
     sa.Column("fingerprint", sa.Text, nullable=False),
+)
+
+# ---------------------------------------------------------------------------- 0002: waits and events
+
+topics = sa.Table(
+    "topics",
+    metadata,
+    sa.Column("project_id", sa.Text, sa.ForeignKey("projects.id"), primary_key=True),
+    sa.Column("name", sa.Text, primary_key=True),
+    # The topic's row is its lock: publishers bump last_seq, waiters read it, in order.
+    sa.Column("last_seq", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("project_id", sa.Text, primary_key=True),
+    sa.Column("topic", sa.Text, primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("id", sa.Text, nullable=False),
+    sa.Column("data", sa.Text),
+    sa.Column("idempotency_key", sa.Text),
+    sa.Column("source_execution_id", sa.Text),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Index("ux_events_id", "id", unique=True),
+    sa.Index("ux_events_idempotency", "project_id", "idempotency_key", unique=True),
+)
+
+waits = sa.Table(
+    "waits",
+    metadata,
+    sa.Column(
+        "execution_id",
+        sa.Text,
+        sa.ForeignKey("executions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("step_key", sa.Text, primary_key=True),
+    sa.Column("project_id", sa.Text, nullable=False),
+    sa.Column("workflow_id", sa.Text, nullable=False),
+    sa.Column("root_id", sa.Text),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("step_kind", sa.Text, nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("topic", sa.Text),
+    sa.Column("after_seq", sa.BigInteger),
+    sa.Column("data", sa.Text),
+    sa.Column("state", sa.Text),
+    sa.Column("expires_at", sa.BigInteger),
+    sa.Column("pending", sa.Integer),
+    sa.Column("started_at", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Index(
+        "ix_waits_due",
+        "expires_at",
+        sqlite_where=sa.text("expires_at IS NOT NULL"),
+        postgresql_where=sa.text("expires_at IS NOT NULL"),
+    ),
+    sa.Index(
+        "ix_waits_topic",
+        "project_id",
+        "topic",
+        sqlite_where=sa.text("topic IS NOT NULL"),
+        postgresql_where=sa.text("topic IS NOT NULL"),
+    ),
+    sa.Index("ix_waits_project_kind", "project_id", "kind", "created_at"),
+)
+
+triggers = sa.Table(
+    "triggers",
+    metadata,
+    sa.Column("project_id", sa.Text, sa.ForeignKey("projects.id"), primary_key=True),
+    sa.Column("topic", sa.Text, primary_key=True),
+    sa.Column("workflow_id", sa.Text, primary_key=True),
+    # the last event seq of the topic that was turned into an execution (or skipped,
+    # because it was published before the trigger was registered)
+    sa.Column("cursor", sa.BigInteger, nullable=False),
+    sa.Column("batch_size", sa.Integer, nullable=False),
+    sa.Column("batch_timeout_ms", sa.BigInteger),
+    sa.Column("batch_due_at", sa.BigInteger),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Index(
+        "ix_triggers_due",
+        "batch_due_at",
+        sqlite_where=sa.text("batch_due_at IS NOT NULL"),
+        postgresql_where=sa.text("batch_due_at IS NOT NULL"),
+    ),
 )

@@ -9,7 +9,7 @@ executions with another.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,7 +18,6 @@ from sqlalchemy.engine import Connection
 from polos.protocol import (
     AttemptInfo,
     ErrorInfo,
-    Execution,
     ExecutionStatus,
     RetryPolicySpec,
     StepRecord,
@@ -27,7 +26,9 @@ from polos.protocol import (
 )
 
 from . import _tables as t
-from ._codec import dumps, execution_from_row, loads, new_id, step_from_row
+from ._codec import dumps, execution_from_row, loads, step_from_row
+from ._creates import create_children, create_many
+from ._events import EventWrites
 from ._ops import (
     OK,
     STALE,
@@ -39,12 +40,20 @@ from ._ops import (
     Created,
     CreateExecution,
     FailOp,
+    Fired,
+    FireDueOp,
+    Published,
+    PublishOp,
     RecordStepOp,
     ReleaseOp,
+    Resumed,
+    ResumeOp,
     Transition,
+    WaitOp,
     WriteOp,
     WriteResult,
 )
+from ._waits import WaitWrites
 
 _INSERT_STEPS = sa.text(
     "INSERT INTO steps (execution_id, key, seq, kind, output, output_type, error, state, "
@@ -66,9 +75,6 @@ _COMPLETE = sa.text(
     "state = COALESCE(:state, state), completed_at = :now, updated_at = :now, "
     "worker_id = NULL WHERE id = :eid AND epoch = :epoch AND status = 'running'"
 )
-
-NO_WORKFLOW = "no_workflow"
-"""Result of :class:`CreateExecution` when the workflow id was never registered."""
 
 RUNNING = ExecutionStatus.RUNNING.value
 QUEUED = ExecutionStatus.QUEUED.value
@@ -92,6 +98,8 @@ WORK_CHANNEL = "polos_work_v1"
 """NOTIFY channel: executions became runnable (created, requeued). Payload: empty."""
 DONE_CHANNEL = "polos_done_v1"
 """NOTIFY channel: executions finished. Payload: comma-separated execution ids."""
+EVENT_CHANNEL = "polos_event_v1"
+"""NOTIFY channel: events were published. Payload: ``project_id<TAB>topic`` items."""
 CANCEL_CHANNEL = "polos_cancel_v1"
 """NOTIFY channel: stop a running execution. Payload: ``worker_id execution_id``."""
 
@@ -120,14 +128,48 @@ def _crash_delay_ms(crashed_attempts: int) -> int:
     return int(min(30_000, 500 * 2 ** (crashed_attempts - 2)))
 
 
+_FENCED = (RecordStepOp, WaitOp, CompleteOp, FailOp, ReleaseOp)
+
+
+@dataclass(slots=True)
+class _Batch:
+    """What the ops of one batch share while it is applied."""
+
+    conn: Connection
+    now: int
+    leases: dict[str, tuple[int, str]] = field(default_factory=dict)
+    """execution id → (epoch, status), as locked at the start and updated by each op."""
+    rows: dict[str, Any] = field(default_factory=dict)
+    """execution id → its lease row (project, root, parent...)."""
+    step_rows: list[dict[str, Any]] = field(default_factory=list)
+    state_rows: list[dict[str, Any]] = field(default_factory=list)
+    complete_rows: list[dict[str, Any]] = field(default_factory=list)
+    finished_children: list[tuple[str, str]] = field(default_factory=list)
+    transitions: list[Transition] = field(default_factory=list)
+
+    def holds(self, execution_id: str, epoch: int, *also: str) -> bool:
+        """Whether ``epoch`` still owns the execution (running, or one of ``also``)."""
+        lease = self.leases.get(execution_id)
+        return lease is not None and lease[0] == epoch and lease[1] in (RUNNING, *also)
+
+    def child_finished(self, execution_id: str) -> None:
+        """A fenced execution finished: its parent may be waiting for it."""
+        row = self.rows.get(execution_id)
+        if row is not None and row["parent_id"] is not None and row["parent_step_key"]:
+            self.finished_children.append((row["parent_id"], row["parent_step_key"]))
+
+
 class Writes:
     """Applies batches of write ops for one dialect."""
 
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
+        self.waits = WaitWrites(dialect.lock_rows, dialect.skip_locked)
+        self.events = EventWrites(dialect.lock_rows, dialect.skip_locked, self.waits, create_many)
         # Statements are built once: SQLAlchemy then reuses their compiled form.
         self._leases = sa.text(
-            "SELECT id, epoch, status FROM executions WHERE id IN :ids" + dialect.lock_rows
+            "SELECT id, epoch, status, project_id, workflow_id, root_id, parent_id, "
+            "parent_step_key FROM executions WHERE id IN :ids" + dialect.lock_rows
         ).bindparams(sa.bindparam("ids", expanding=True))
         fingerprint = (
             "(SELECT ww.fingerprint FROM worker_workflows ww "
@@ -144,7 +186,7 @@ class Writes:
             "(SELECT workflow_id FROM worker_workflows WHERE worker_id = :w) "
             "ORDER BY priority DESC, available_at, id LIMIT :n" + dialect.skip_locked + ") "
             "RETURNING id, workflow_id, epoch, attempt, payload, state, parent_id, root_id, "
-            "created_at, code_fingerprint"
+            "created_at, code_fingerprint, trigger_event"
         )
 
     def requeue(
@@ -157,13 +199,15 @@ class Writes:
         rows = (
             conn.execute(
                 sa.text(
-                    "SELECT id, epoch, attempt, worker_id, crashed_attempts, max_recovery_attempts, attempts "
+                    "SELECT id, epoch, attempt, worker_id, crashed_attempts, max_recovery_attempts, "
+                    "attempts, parent_id, parent_step_key "
                     "FROM executions WHERE status = 'running' AND id IN :ids"
                     + self.dialect.lock_rows
                 ).bindparams(sa.bindparam("ids", expanding=True)),
                 {"ids": list(ids)},
             )
         ).mappings()
+        gave_up: list[tuple[str, str]] = []
         for row in rows.all():
             attempts = loads(row["attempts"]) or []
             info = AttemptInfo(
@@ -188,6 +232,8 @@ class Writes:
                     )
                     values.update(status="failed", error=error.model_dump_json(), completed_at=now)
                     transitions.append(Transition(row["id"], "failed"))
+                    if row["parent_id"] is not None and row["parent_step_key"] is not None:
+                        gave_up.append((row["parent_id"], row["parent_step_key"]))
                 else:
                     values.update(status=QUEUED, available_at=now + _crash_delay_ms(crashed))
                     transitions.append(Transition(row["id"], QUEUED))
@@ -199,78 +245,178 @@ class Writes:
                 .where(t.executions.c.id == row["id"], t.executions.c.epoch == row["epoch"])
                 .values(**values)
             )
+        transitions += self.waits.children_finished(conn, gave_up, now)
         self._announce(conn, (), transitions)
         return transitions
 
     def apply(self, conn: Connection, ops: Sequence[WriteOp]) -> BatchOutcome:
-        now = now_ms()
-        results: list[WriteResult | BaseException | None] = [None] * len(ops)
-        transitions: list[Transition] = []
-
+        batch = _Batch(conn, now_ms())
         # Lease checks for every fenced write, in one query.
-        fenced_ids = {
-            op.execution_id
-            for op in ops
-            if isinstance(op, RecordStepOp | CompleteOp | FailOp | ReleaseOp)
-        }
-        leases: dict[str, tuple[int, str]] = {}
+        fenced_ids = {op.execution_id for op in ops if isinstance(op, _FENCED)}
         if fenced_ids:
-            rows = conn.execute(self._leases, {"ids": sorted(fenced_ids)})
-            leases = {r.id: (r.epoch, r.status) for r in rows.all()}
-
-        def holds(execution_id: str, epoch: int, *also: str) -> bool:
-            lease = leases.get(execution_id)
-            return lease is not None and lease[0] == epoch and lease[1] in (RUNNING, *also)
-
+            rows = conn.execute(self._leases, {"ids": sorted(fenced_ids)}).mappings().all()
+            batch.leases = {r["id"]: (r["epoch"], r["status"]) for r in rows}
+            batch.rows = {r["id"]: r for r in rows}
+        results: list[WriteResult | BaseException | None] = [None] * len(ops)
         creates = [(i, op) for i, op in enumerate(ops) if isinstance(op, CreateExecution)]
         if creates:
-            for i, created in self._create_many(conn, creates, now).items():
+            for i, created in create_many(conn, creates, batch.now).items():
                 results[i] = created
-
-        step_rows: list[dict[str, Any]] = []
-        state_rows: list[dict[str, Any]] = []
-        complete_rows: list[dict[str, Any]] = []
         for i, op in enumerate(ops):
-            if isinstance(op, RecordStepOp):
-                results[i] = self._stage_step(op, holds, step_rows, state_rows, now)
-            elif isinstance(op, CompleteOp):
-                if holds(op.execution_id, op.epoch):
-                    complete_rows.append(
-                        {
-                            "eid": op.execution_id,
-                            "epoch": op.epoch,
-                            "result": op.result_json,
-                            "state": op.state_json,
-                            "now": now,
-                        }
-                    )
-                    leases[op.execution_id] = (op.epoch, "completed")
-                    transitions.append(Transition(op.execution_id, "completed"))
-                    results[i] = OK
-                else:
-                    # A resend of a complete that was applied before a reconnect is fine.
-                    results[i] = OK if holds(op.execution_id, op.epoch, "completed") else STALE
-            elif isinstance(op, FailOp | ReleaseOp):
-                results[i] = self._end_attempt(conn, op, holds, leases, transitions, now)
-            elif isinstance(op, CreateExecution):
-                pass  # created above, all at once
-            elif isinstance(op, ClaimOp):
-                results[i] = self._claim(conn, op, now)
-            elif isinstance(op, CancelOp):
-                cancelled = self._cancel(conn, op, now)
-                if cancelled.changed:
-                    transitions.append(Transition(op.execution_id, "cancelled"))
-                results[i] = cancelled
-
-        if step_rows:
-            conn.execute(_INSERT_STEPS, step_rows)
-        if state_rows:
-            conn.execute(_UPDATE_STATE, state_rows)
-        if complete_rows:
-            conn.execute(_COMPLETE, complete_rows)
+            if not isinstance(op, CreateExecution):  # created above, all at once
+                results[i] = self._apply_one(batch, op)
+        if batch.step_rows:
+            conn.execute(_INSERT_STEPS, batch.step_rows)
+        if batch.state_rows:
+            conn.execute(_UPDATE_STATE, batch.state_rows)
+        if batch.complete_rows:
+            conn.execute(_COMPLETE, batch.complete_rows)
+        if batch.finished_children:
+            batch.transitions.extend(
+                self.waits.children_finished(conn, batch.finished_children, batch.now)
+            )
         final: list[WriteResult | BaseException] = [r if r is not None else STALE for r in results]
-        self._announce(conn, final, transitions)
-        return BatchOutcome(results=final, transitions=transitions)
+        self._announce(conn, final, batch.transitions)
+        return BatchOutcome(results=final, transitions=batch.transitions)
+
+    def _apply_one(self, batch: _Batch, op: WriteOp) -> WriteResult:
+        conn, now, holds = batch.conn, batch.now, batch.holds
+        if isinstance(op, RecordStepOp):
+            if op.publish is None and not op.children:
+                return self._stage_step(op, holds, batch.step_rows, batch.state_rows, now)
+            return self._step_with_effects(batch, op)
+        if isinstance(op, WaitOp):
+            return self._wait(batch, op)
+        if isinstance(op, CompleteOp):
+            return self._complete(batch, op)
+        if isinstance(op, FailOp | ReleaseOp):
+            before = len(batch.transitions)
+            result = self._end_attempt(conn, op, holds, batch.leases, batch.transitions, now)
+            if any(t.status == "failed" for t in batch.transitions[before:]):
+                batch.child_finished(op.execution_id)
+            return result
+        if isinstance(op, ClaimOp):
+            return self._claim(conn, op, now)
+        if isinstance(op, CancelOp):
+            cancelled = self._cancel(conn, op, now)
+            if cancelled.changed and cancelled.execution is not None:
+                batch.transitions.append(Transition(op.execution_id, "cancelled"))
+                batch.transitions.extend(
+                    Transition(d, "cancelled") for d, _ in cancelled.descendants
+                )
+                ex = cancelled.execution
+                if ex.parent_id is not None and ex.parent_step_key:
+                    batch.finished_children.append((ex.parent_id, ex.parent_step_key))
+            return cancelled
+        if isinstance(op, PublishOp):
+            published, woken = self.events.publish(conn, op, now)
+            batch.transitions.extend(woken)
+            return published
+        if isinstance(op, ResumeOp):
+            return self._resume(conn, op, batch.transitions, now)
+        if isinstance(op, FireDueOp):
+            woken = self.waits.fire_due(conn, now, op.limit)
+            started = self.events.flush_due(conn, now, op.limit)
+            batch.transitions.extend(woken)
+            return Fired(waits=len(woken), started=len(started))
+        raise TypeError(f"unknown write op {op!r}")  # pragma: no cover
+
+    @staticmethod
+    def _complete(batch: _Batch, op: CompleteOp) -> str:
+        if not batch.holds(op.execution_id, op.epoch):
+            # A resend of a complete that was applied before a reconnect is fine.
+            return OK if batch.holds(op.execution_id, op.epoch, "completed") else STALE
+        batch.complete_rows.append(
+            {
+                "eid": op.execution_id,
+                "epoch": op.epoch,
+                "result": op.result_json,
+                "state": op.state_json,
+                "now": batch.now,
+            }
+        )
+        batch.leases[op.execution_id] = (op.epoch, "completed")
+        batch.transitions.append(Transition(op.execution_id, "completed"))
+        batch.child_finished(op.execution_id)
+        return OK
+
+    def _step_with_effects(self, batch: _Batch, op: RecordStepOp) -> WriteResult:
+        """A step that also publishes an event or starts children, all in this transaction."""
+        conn, now, holds = batch.conn, batch.now, batch.holds
+        if not holds(op.execution_id, op.epoch):
+            return STALE
+        parent = batch.rows[op.execution_id]
+        rejected = create_children(conn, parent, op.step.key, op.children, now)
+        if rejected is not None:
+            return rejected
+        step = op.step
+        result: WriteResult = OK
+        if op.publish is not None:
+            published, woken = self.events.publish(
+                conn,
+                PublishOp(
+                    project_id=parent["project_id"],
+                    topic=op.publish.topic,
+                    data_json=dumps(op.publish.data),
+                    idempotency_key=f"{op.execution_id}:{step.key}",
+                    source_execution_id=op.execution_id,
+                ),
+                now,
+            )
+            batch.transitions.extend(woken)
+            event = published.event
+            step = step.model_copy(
+                update={
+                    "output": {
+                        "id": event.id,
+                        "topic": event.topic,
+                        "seq": event.seq,
+                        "created_at": event.created_at,
+                    }
+                }
+            )
+            result = published
+        self._stage_step(
+            RecordStepOp(op.execution_id, op.epoch, step),
+            holds,
+            batch.step_rows,
+            batch.state_rows,
+            now,
+        )
+        return result
+
+    def _wait(self, batch: _Batch, op: WaitOp) -> WriteResult:
+        if not batch.holds(op.execution_id, op.epoch):
+            # A re-sent wait that was applied (and maybe already ended) before a reconnect.
+            return OK if batch.holds(op.execution_id, op.epoch, "waiting", QUEUED) else STALE
+        row = batch.rows[op.execution_id]
+        rejected = create_children(batch.conn, row, op.key, op.children, batch.now)
+        if rejected is not None:
+            return rejected
+        if not self.waits.register(batch.conn, op, row, batch.now):
+            return STALE
+        batch.leases[op.execution_id] = (op.epoch, "waiting")
+        return OK
+
+    def _resume(
+        self, conn: Connection, op: ResumeOp, transitions: list[Transition], now: int
+    ) -> Resumed:
+        ex = t.executions
+        row = (
+            conn.execute(
+                sa.select(ex).where(ex.c.id == op.execution_id, ex.c.project_id == op.project_id)
+            )
+            .mappings()
+            .first()
+        )
+        if row is None:
+            return Resumed(execution=None, resumed=False, message="not found")
+        resumed, message, woken = self.waits.resume(conn, row, op.step_key, op.data_json, now)
+        values = dict(row)
+        if woken is not None:
+            transitions.append(woken)
+            values.update(status=QUEUED, available_at=now, updated_at=now)
+        return Resumed(execution=execution_from_row(values), resumed=resumed, message=message)
 
     def _announce(
         self, conn: Connection, results: Sequence[object], transitions: Sequence[Transition]
@@ -278,9 +424,18 @@ class Writes:
         """Tell other orchestrators (PostgreSQL) about new work and finished executions."""
         if not self.dialect.notifies:
             return
-        created = any(isinstance(r, Created) and r.created for r in results)
+        created = any(
+            (isinstance(r, Created) and r.created) or (isinstance(r, Published) and r.triggered)
+            for r in results
+        )
         if created or any(t.status == QUEUED for t in transitions):
             notify(conn, self.dialect, WORK_CHANNEL)
+        topics = {
+            f"{r.project_id}\t{r.event.topic}"
+            for r in results
+            if isinstance(r, Published) and r.created and r.project_id
+        }
+        notify(conn, self.dialect, EVENT_CHANNEL, sorted(topics))
         done = [
             t.execution_id for t in transitions if t.status in ("completed", "failed", "cancelled")
         ]
@@ -352,99 +507,6 @@ class Writes:
         leases[op.execution_id] = (op.epoch, status)
         return OK
 
-    _INSERT_EXECUTION = sa.text(
-        "INSERT INTO executions (id, project_id, workflow_id, status, payload, state, retry, "
-        "max_recovery_attempts, parent_id, root_id, parent_step_key, idempotency_key, queue, "
-        "concurrency_key, priority, created_at, updated_at, available_at) VALUES (:id, :project_id, "
-        ":workflow_id, 'queued', :payload, :state, :retry, :max_recovery_attempts, :parent_id, "
-        ":root_id, :parent_step_key, :idempotency_key, :queue, :concurrency_key, :priority, :now, "
-        ":now, :now)"
-    )
-
-    def _create_many(
-        self, conn: Connection, creates: list[tuple[int, CreateExecution]], now: int
-    ) -> dict[int, Created | str]:
-        """Create executions: one lookup per kind of fact, one multi-row insert."""
-        results: dict[int, Created | str] = {}
-        ex = t.executions
-        # Idempotency keys already used (per project), and keys repeated inside this batch.
-        keyed = {(op.project_id, op.idempotency_key) for _, op in creates if op.idempotency_key}
-        existing: dict[tuple[str, str], Execution] = {}
-        for project_id in {p for p, _ in keyed}:
-            keys = [k for p, k in keyed if p == project_id]
-            rows = conn.execute(
-                sa.select(ex).where(ex.c.project_id == project_id, ex.c.idempotency_key.in_(keys))
-            ).mappings()
-            for row in rows.all():
-                existing[(project_id, row["idempotency_key"])] = execution_from_row(row)
-        wanted = {(op.project_id, op.workflow_id) for _, op in creates}
-        policies = {
-            (r.project_id, r.id): (r.retry, r.max_recovery_attempts)
-            for r in conn.execute(
-                sa.select(
-                    t.workflows.c.project_id,
-                    t.workflows.c.id,
-                    t.workflows.c.retry,
-                    t.workflows.c.max_recovery_attempts,
-                ).where(t.workflows.c.id.in_(sorted({w for _, w in wanted})))
-            ).all()
-        }
-        rows_to_insert: list[dict[str, Any]] = []
-        for index, op in creates:
-            key = (op.project_id, op.idempotency_key) if op.idempotency_key else None
-            if key is not None and key in existing:
-                results[index] = Created(existing[key], created=False)
-                continue
-            policy = policies.get((op.project_id, op.workflow_id))
-            if policy is None:
-                results[index] = NO_WORKFLOW
-                continue
-            execution_id = new_id()
-            root_id = op.root_id or execution_id
-            rows_to_insert.append(
-                {
-                    "id": execution_id,
-                    "project_id": op.project_id,
-                    "workflow_id": op.workflow_id,
-                    "payload": op.payload_json,
-                    "state": op.state_json,
-                    "retry": policy[0],
-                    "max_recovery_attempts": policy[1],
-                    "parent_id": op.parent_id,
-                    "root_id": root_id,
-                    "parent_step_key": op.parent_step_key,
-                    "idempotency_key": op.idempotency_key,
-                    "queue": op.queue,
-                    "concurrency_key": op.concurrency_key,
-                    "priority": op.priority,
-                    "now": now,
-                }
-            )
-            execution = Execution(
-                id=execution_id,
-                project_id=op.project_id,
-                workflow_id=op.workflow_id,
-                status=ExecutionStatus.QUEUED,
-                payload=loads(op.payload_json),
-                state=loads(op.state_json),
-                attempt=0,
-                parent_id=op.parent_id,
-                root_id=root_id,
-                idempotency_key=op.idempotency_key,
-                queue=op.queue,
-                concurrency_key=op.concurrency_key,
-                priority=op.priority,
-                created_at=now,
-                updated_at=now,
-                available_at=now,
-            )
-            if key is not None:
-                existing[key] = execution  # a repeat later in this batch gets this one
-            results[index] = Created(execution, created=True)
-        if rows_to_insert:
-            conn.execute(self._INSERT_EXECUTION, rows_to_insert)
-        return results
-
     def _claim(self, conn: Connection, op: ClaimOp, now: int) -> list[Task]:
         rows = (
             (
@@ -482,6 +544,7 @@ class Writes:
                 root_id=r["root_id"],
                 created_at=r["created_at"],
                 code_fingerprint=r["code_fingerprint"],
+                trigger=loads(r["trigger_event"]),
             )
             for r in sorted(rows, key=lambda r: r["id"])
         ]
@@ -568,8 +631,48 @@ class Writes:
             ).model_dump_json(),
         }
         conn.execute(ex.update().where(ex.c.id == op.execution_id).values(**values))
+        descendants = self._cancel_descendants(conn, op.execution_id, now)
+        self.waits.drop(conn, [op.execution_id, *(d for d, _ in descendants)])
         merged = dict(row)
         merged.update(values)
         return Cancelled(
-            execution=execution_from_row(merged), changed=True, worker_id=row["worker_id"]
+            execution=execution_from_row(merged),
+            changed=True,
+            worker_id=row["worker_id"],
+            descendants=descendants,
         )
+
+    @staticmethod
+    def _cancel_descendants(
+        conn: Connection, root: str, now: int, max_depth: int = 100
+    ) -> list[tuple[str, str | None]]:
+        """Cancel every unfinished execution below ``root``: (id, worker id) of each."""
+        ex = t.executions
+        cancelled: list[tuple[str, str | None]] = []
+        frontier = [root]
+        for _ in range(max_depth):
+            rows = conn.execute(
+                sa.select(ex.c.id, ex.c.status, ex.c.worker_id).where(ex.c.parent_id.in_(frontier))
+            ).all()
+            if not rows:
+                break
+            active = [r for r in rows if r.status in ACTIVE_STATUSES]
+            if active:
+                conn.execute(
+                    ex.update()
+                    .where(ex.c.id.in_([r.id for r in active]), ex.c.status.in_(ACTIVE_STATUSES))
+                    .values(
+                        status="cancelled",
+                        completed_at=now,
+                        updated_at=now,
+                        worker_id=None,
+                        cancelled_by=f"parent {root} cancelled",
+                        error=ErrorInfo(
+                            type="polos.ExecutionCancelled",
+                            message=f"cancelled with its ancestor {root}",
+                        ).model_dump_json(),
+                    )
+                )
+                cancelled.extend((r.id, r.worker_id) for r in active)
+            frontier = [r.id for r in rows]
+        return cancelled

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from polos.protocol import StepRecord
-from polos.sdk import AttemptInput, AttemptOutcome, LeaseLost, Workflow, run_attempt
+from polos.protocol import ChildSpec, PublishSpec, StepRecord
+from polos.sdk import AttemptInput, AttemptOutcome, LeaseLost, ParkRequest, Workflow, run_attempt
 
 
 class MemoryRecorder:
@@ -21,12 +21,42 @@ class MemoryRecorder:
     def __init__(self, fence_after: int | None = None) -> None:
         self.records: list[StepRecord] = []
         self.fence_after = fence_after
+        self.published: list[PublishSpec] = []
+        self.children: list[ChildSpec] = []
+        self.parked: ParkRequest | None = None
 
     async def record(self, records: list[StepRecord]) -> None:
         """Keep ``records`` (or refuse them when fenced)."""
         if self.fence_after is not None and len(self.records) + len(records) > self.fence_after:
             raise LeaseLost("fenced by MemoryRecorder")
         self.records.extend(records)
+
+    async def record_effect(
+        self,
+        record: StepRecord,
+        *,
+        publish: PublishSpec | None = None,
+        children: Sequence[ChildSpec] = (),
+    ) -> Any:
+        """Keep the record and its effect; a publish gets seq = how many were published."""
+        await self.record([record])
+        self.children.extend(children)
+        if publish is None:
+            return None
+        self.published.append(publish)
+        return {
+            "id": f"event-{len(self.published)}",
+            "topic": publish.topic,
+            "seq": len(self.published),
+            "created_at": record.started_at or 0,
+        }
+
+    async def park(self, request: ParkRequest) -> None:
+        """Remember the wait the attempt ended at (see :attr:`parked`)."""
+        if self.fence_after is not None and len(self.records) >= self.fence_after:
+            raise LeaseLost("fenced by MemoryRecorder")
+        self.children.extend(request.children)
+        self.parked = request
 
 
 async def run_once(

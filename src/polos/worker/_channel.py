@@ -36,13 +36,14 @@ from polos.protocol import (
     RecordStep,
     Release,
     Task,
+    Wait,
     Welcome,
     orchestrator_message_adapter,
 )
 
 log = logging.getLogger("polos.worker")
 
-Write = RecordStep | Complete | Fail | Release
+Write = RecordStep | Wait | Complete | Fail | Release
 
 
 def _channel_url(api_url: str) -> str:

@@ -10,26 +10,30 @@ import signal
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from polos.client import PolosClient
-from polos.errors import ConfigurationError
+from polos.errors import ConfigurationError, WorkflowNotFoundError
 from polos.protocol import (
+    Ack,
     ActiveLease,
     Cancel,
+    ChildSpec,
     Complete,
     ErrorInfo,
     Fail,
     Hello,
+    PublishSpec,
     RecordStep,
     Release,
     StepRecord,
     Task,
+    Wait,
     Welcome,
 )
-from polos.sdk import AttemptInput, LeaseLost, Workflow, run_attempt
+from polos.sdk import AttemptInput, LeaseLost, ParkRequest, Workflow, run_attempt
 
 from ._channel import Channel
 
@@ -61,8 +65,52 @@ class _ChannelRecorder:
             acks = [await self._channel.request(self._builder(records[0]))]
         else:
             acks = await asyncio.gather(*(self._channel.request(self._builder(r)) for r in records))
-        if any(ack.code == "stale" for ack in acks):
+        for ack in acks:
+            self._check(ack)
+
+    def _check(self, ack: Ack) -> None:
+        if ack.code == "stale":
             raise LeaseLost(f"execution {self._execution_id} moved to another worker")
+        if ack.code == "rejected":
+            raise WorkflowNotFoundError(404, "workflow_not_found", ack.message)
+
+    async def record_effect(
+        self,
+        record: StepRecord,
+        *,
+        publish: PublishSpec | None = None,
+        children: Sequence[ChildSpec] = (),
+    ) -> Any:
+        ack = await self._channel.request(
+            lambda req: RecordStep(
+                req=req,
+                execution_id=self._execution_id,
+                epoch=self._epoch,
+                step=record,
+                publish=publish,
+                children=list(children),
+            )
+        )
+        self._check(ack)
+        return ack.value
+
+    async def park(self, request: ParkRequest) -> None:
+        ack = await self._channel.request(
+            lambda req: Wait(
+                req=req,
+                execution_id=self._execution_id,
+                epoch=self._epoch,
+                key=request.key,
+                seq=request.seq,
+                kind=request.kind,
+                started_at=request.started_at,
+                wait=request.spec,
+                children=list(request.children),
+                has_state=request.has_state,
+                state=request.state,
+            )
+        )
+        self._check(ack)
 
 
 class Worker:
@@ -110,6 +158,7 @@ class Worker:
         self._stop: asyncio.Event | None = None
         self._channel: Channel | None = None
         self.completed = 0
+        self.parked = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -280,9 +329,13 @@ class Worker:
                     root_id=task.root_id,
                     created_at=task.created_at,
                     code_fingerprint=task.code_fingerprint,
+                    trigger=task.trigger,
                 ),
                 _ChannelRecorder(channel, task.execution_id, task.epoch),
             )
+            if outcome.parked:
+                self.parked += 1  # the orchestrator holds the wait; this worker is done
+                return
             if outcome.completed:
                 ack = await channel.request(
                     lambda req: Complete(

@@ -1,0 +1,105 @@
+"""Live event fan-out to streams, and the timer loop (sleeps, wait timeouts, trigger batches)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from polos.protocol import now_ms
+from polos.storage import Fired, FireDueOp, Store, WriteBatcher
+
+log = logging.getLogger("polos.orchestrator")
+
+
+class EventHub:
+    """Wakes the event streams (SSE) of a topic when events are published on it.
+
+    A wake-up only says "look again": streams read the log from their last
+    ``seq``, so a missed or duplicated wake-up cannot lose or repeat events.
+    """
+
+    def __init__(self) -> None:
+        self._subscribers: dict[tuple[str, str], set[asyncio.Event]] = {}
+
+    def subscribe(self, project_id: str, topic: str) -> asyncio.Event:
+        """An event set whenever ``topic`` gets new events (clear it before each read)."""
+        signal = asyncio.Event()
+        self._subscribers.setdefault((project_id, topic), set()).add(signal)
+        return signal
+
+    def unsubscribe(self, project_id: str, topic: str, signal: asyncio.Event) -> None:
+        """Forget a signal made by :meth:`subscribe`."""
+        subscribers = self._subscribers.get((project_id, topic))
+        if subscribers is not None:
+            subscribers.discard(signal)
+            if not subscribers:
+                del self._subscribers[(project_id, topic)]
+
+    def notify(self, project_id: str, topic: str) -> None:
+        """New events on ``topic``."""
+        for signal in self._subscribers.get((project_id, topic), ()):
+            signal.set()
+
+    def notify_all(self) -> None:
+        """Something may have been missed (a listener reconnected): every stream looks again."""
+        for subscribers in self._subscribers.values():
+            for signal in subscribers:
+                signal.set()
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self._subscribers.values())
+
+
+class Timers:
+    """Fires what falls due: sleeps, wait timeouts, event-trigger batch timeouts.
+
+    It sleeps until the earliest due time in the database (at most one second,
+    so that timers registered through another orchestrator are noticed too) and
+    is woken early when this orchestrator registers a new one. Firing is one
+    transaction that locks the rows it ends (``SKIP LOCKED`` on PostgreSQL), so
+    several orchestrators never fire one timer twice.
+    """
+
+    MAX_SLEEP_S = 1.0
+
+    def __init__(self, store: Store, batcher: WriteBatcher) -> None:
+        self._store = store
+        self._batcher = batcher
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.fired = 0
+
+    def start(self) -> None:
+        """Start the loop."""
+        self._task = asyncio.create_task(self._run(), name="polos-timers")
+
+    async def stop(self) -> None:
+        """Stop the loop."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def wake(self) -> None:
+        """A timer may now fall due earlier than the loop thinks."""
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                due = await self._store.next_due()
+                now = now_ms()
+                if due is not None and due <= now:
+                    fired = await self._batcher.submit(FireDueOp())
+                    if isinstance(fired, Fired):
+                        self.fired += fired.waits + fired.started
+                    continue
+            except Exception as exc:
+                log.warning("timer loop failed: %s", exc)
+                due, now = None, now_ms()
+                await asyncio.sleep(0.5)
+            timeout = self.MAX_SLEEP_S if due is None else min(self.MAX_SLEEP_S, (due - now) / 1000)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(0.001, timeout))
