@@ -317,6 +317,9 @@ class Gateway:
         value = None
         if isinstance(result, Published):
             self.hub.notify(session.project_id, result.event.topic)
+            self._on_timer_change()  # a trigger batch may have started its timeout
+            if result.triggered:
+                self.wake()
             value = result.event.model_dump(mode="json", exclude={"data"})
         if isinstance(op, WaitOp) and op.spec.expires_at is not None:
             self._on_timer_change()

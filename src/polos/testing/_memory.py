@@ -38,18 +38,24 @@ class MemoryRecorder:
         publish: PublishSpec | None = None,
         children: Sequence[ChildSpec] = (),
     ) -> Any:
-        """Keep the record and its effect; a publish gets seq = how many were published."""
-        await self.record([record])
-        self.children.extend(children)
+        """Keep the record and its effect; a publish gets seq = how many were published.
+
+        Like the orchestrator, a publish step is recorded with the event's metadata
+        as its output.
+        """
         if publish is None:
+            await self.record([record])
+            self.children.extend(children)
             return None
-        self.published.append(publish)
-        return {
-            "id": f"event-{len(self.published)}",
+        meta = {
+            "id": f"event-{len(self.published) + 1}",
             "topic": publish.topic,
-            "seq": len(self.published),
+            "seq": len(self.published) + 1,
             "created_at": record.started_at or 0,
         }
+        await self.record([record.model_copy(update={"output": meta})])
+        self.published.append(publish)
+        return meta
 
     async def park(self, request: ParkRequest) -> None:
         """Remember the wait the attempt ended at (see :attr:`parked`)."""
@@ -68,6 +74,7 @@ async def run_once(
     execution_id: str = "test-execution",
     attempt: int = 1,
     state: Any = None,
+    trigger: Any = None,
 ) -> tuple[AttemptOutcome, MemoryRecorder]:
     """Run one attempt of ``workflow`` in this process, with ``history`` as the recorded log."""
     recorder = recorder or MemoryRecorder()
@@ -80,6 +87,7 @@ async def run_once(
             history=list(history),
             state=state,
             has_state=state is not None,
+            trigger=trigger,
         ),
         recorder,
     )
