@@ -18,22 +18,18 @@ from sqlalchemy.engine import Connection
 from polos.protocol import (
     AttemptInfo,
     ErrorInfo,
-    ExecutionStatus,
-    RetryPolicySpec,
-    StepRecord,
-    Task,
     now_ms,
 )
 
 from . import _tables as t
-from ._codec import dumps, execution_from_row, loads, step_from_row
+from ._codec import dumps, execution_from_row, loads
 from ._creates import create_children, create_many
 from ._events import EventWrites
+from ._lifecycle import QUEUED, RUNNING, cancel, claim, fail
 from ._ops import (
     OK,
     STALE,
     BatchOutcome,
-    Cancelled,
     CancelOp,
     ClaimOp,
     CompleteOp,
@@ -53,7 +49,7 @@ from ._ops import (
     WriteOp,
     WriteResult,
 )
-from ._waits import WaitWrites
+from ._waits import WaitWrites, watermark
 
 _INSERT_STEPS = sa.text(
     "INSERT INTO steps (execution_id, key, seq, kind, output, output_type, error, state, "
@@ -75,10 +71,6 @@ _COMPLETE = sa.text(
     "state = COALESCE(:state, state), completed_at = :now, updated_at = :now, "
     "worker_id = NULL WHERE id = :eid AND epoch = :epoch AND status = 'running'"
 )
-
-RUNNING = ExecutionStatus.RUNNING.value
-QUEUED = ExecutionStatus.QUEUED.value
-ACTIVE_STATUSES = (QUEUED, RUNNING, ExecutionStatus.WAITING.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +249,7 @@ class Writes:
             rows = conn.execute(self._leases, {"ids": sorted(fenced_ids)}).mappings().all()
             batch.leases = {r["id"]: (r["epoch"], r["status"]) for r in rows}
             batch.rows = {r["id"]: r for r in rows}
+        self._lock_topics(batch, ops)
         results: list[WriteResult | BaseException | None] = [None] * len(ops)
         creates = [(i, op) for i, op in enumerate(ops) if isinstance(op, CreateExecution)]
         if creates:
@@ -279,6 +272,27 @@ class Writes:
         self._announce(conn, final, batch.transitions)
         return BatchOutcome(results=final, transitions=batch.transitions)
 
+    def _lock_topics(self, batch: _Batch, ops: Sequence[WriteOp]) -> None:
+        """Lock the topic rows a batch will touch, in one order (PostgreSQL).
+
+        Publishes and event waits lock their topic's row; two batches touching the
+        same two topics in opposite orders would deadlock without this.
+        """
+        if not self.dialect.lock_rows:
+            return
+        topics: set[tuple[str, str]] = set()
+        for op in ops:
+            if isinstance(op, PublishOp):
+                topics.add((op.project_id, op.topic))
+            elif isinstance(op, WaitOp | RecordStepOp):
+                topic = op.spec.topic if isinstance(op, WaitOp) else op.publish and op.publish.topic
+                row = batch.rows.get(op.execution_id)
+                if topic and row is not None:
+                    topics.add((row["project_id"], topic))
+        if len(topics) > 1:
+            for project_id, topic in sorted(topics):
+                watermark(batch.conn, project_id, topic, batch.now)
+
     def _apply_one(self, batch: _Batch, op: WriteOp) -> WriteResult:
         conn, now, holds = batch.conn, batch.now, batch.holds
         if isinstance(op, RecordStepOp):
@@ -296,9 +310,9 @@ class Writes:
                 batch.child_finished(op.execution_id)
             return result
         if isinstance(op, ClaimOp):
-            return self._claim(conn, op, now)
+            return claim(conn, self._claim_stmt, op, now)
         if isinstance(op, CancelOp):
-            cancelled = self._cancel(conn, op, now)
+            cancelled = cancel(conn, op, now)
             if cancelled.changed and cancelled.execution is not None:
                 batch.transitions.append(Transition(op.execution_id, "cancelled"))
                 batch.transitions.extend(
@@ -498,7 +512,7 @@ class Writes:
             resent = isinstance(op, FailOp) and holds(op.execution_id, op.epoch, "failed", QUEUED)
             return OK if resent else STALE
         if isinstance(op, FailOp):
-            status = self._fail(conn, op, now)
+            status = fail(conn, op, now)
             if status == "failed":
                 transitions.append(Transition(op.execution_id, "failed"))
         else:
@@ -506,173 +520,3 @@ class Writes:
             status = QUEUED
         leases[op.execution_id] = (op.epoch, status)
         return OK
-
-    def _claim(self, conn: Connection, op: ClaimOp, now: int) -> list[Task]:
-        rows = (
-            (
-                conn.execute(
-                    self._claim_stmt,
-                    {"w": op.worker_id, "p": op.project_id, "now": now, "n": op.limit},
-                )
-            )
-            .mappings()
-            .all()
-        )
-        if not rows:
-            return []
-        history: dict[str, list[StepRecord]] = {}
-        replays = [r["id"] for r in rows if r["epoch"] > 1]
-        if replays:
-            step_rows = conn.execute(
-                sa.select(t.steps)
-                .where(t.steps.c.execution_id.in_(replays))
-                .order_by(t.steps.c.execution_id, t.steps.c.seq)
-            )
-            for s in step_rows.mappings().all():
-                history.setdefault(s["execution_id"], []).append(step_from_row(s))
-        return [
-            Task(
-                execution_id=r["id"],
-                workflow_id=r["workflow_id"],
-                epoch=r["epoch"],
-                attempt=r["attempt"],
-                payload=loads(r["payload"]),
-                has_state=r["state"] is not None,
-                state=loads(r["state"]),
-                history=history.get(r["id"], []),
-                parent_id=r["parent_id"],
-                root_id=r["root_id"],
-                created_at=r["created_at"],
-                code_fingerprint=r["code_fingerprint"],
-                trigger=loads(r["trigger_event"]),
-            )
-            for r in sorted(rows, key=lambda r: r["id"])
-        ]
-
-    def _fail(self, conn: Connection, op: FailOp, now: int) -> str:
-        ex = t.executions
-        row = (
-            (
-                conn.execute(
-                    sa.select(
-                        ex.c.attempt,
-                        ex.c.worker_id,
-                        ex.c.failed_attempts,
-                        ex.c.retry,
-                        ex.c.attempts,
-                    ).where(ex.c.id == op.execution_id)
-                )
-            )
-            .mappings()
-            .one()
-        )
-        policy = RetryPolicySpec.model_validate_json(row["retry"])
-        failed = row["failed_attempts"] + 1
-        attempts = loads(row["attempts"]) or []
-        attempts.append(
-            AttemptInfo(
-                attempt=row["attempt"],
-                outcome="failed",
-                worker_id=row["worker_id"],
-                ended_at=now,
-                error=op.error,
-            ).model_dump(mode="json", exclude_none=True)
-        )
-        values: dict[str, Any] = {
-            "failed_attempts": failed,
-            "attempts": dumps(attempts),
-            "worker_id": None,
-            "updated_at": now,
-        }
-        if op.state_json is not None:
-            values["state"] = op.state_json
-        if op.retryable and failed < policy.max_attempts:
-            # A workflow retry re-runs the steps that failed; completed steps stay recorded.
-            conn.execute(
-                t.steps.delete().where(
-                    t.steps.c.execution_id == op.execution_id, t.steps.c.error.is_not(None)
-                )
-            )
-            values.update(status=QUEUED, available_at=now + policy.delay_ms(failed, op.unit_random))
-            status = QUEUED
-        else:
-            values.update(status="failed", error=op.error.model_dump_json(), completed_at=now)
-            status = "failed"
-        conn.execute(
-            ex.update().where(ex.c.id == op.execution_id, ex.c.epoch == op.epoch).values(**values)
-        )
-        return status
-
-    def _cancel(self, conn: Connection, op: CancelOp, now: int) -> Cancelled:
-        ex = t.executions
-        row = (
-            (
-                conn.execute(
-                    sa.select(ex).where(
-                        ex.c.id == op.execution_id, ex.c.project_id == op.project_id
-                    )
-                )
-            )
-            .mappings()
-            .first()
-        )
-        if row is None:
-            return Cancelled(execution=None, changed=False)
-        if row["status"] not in ACTIVE_STATUSES:
-            return Cancelled(execution=execution_from_row(row), changed=False)
-        values = {
-            "status": "cancelled",
-            "completed_at": now,
-            "updated_at": now,
-            "worker_id": None,
-            "cancelled_by": op.cancelled_by,
-            "error": ErrorInfo(
-                type="polos.ExecutionCancelled", message=f"cancelled by {op.cancelled_by}"
-            ).model_dump_json(),
-        }
-        conn.execute(ex.update().where(ex.c.id == op.execution_id).values(**values))
-        descendants = self._cancel_descendants(conn, op.execution_id, now)
-        self.waits.drop(conn, [op.execution_id, *(d for d, _ in descendants)])
-        merged = dict(row)
-        merged.update(values)
-        return Cancelled(
-            execution=execution_from_row(merged),
-            changed=True,
-            worker_id=row["worker_id"],
-            descendants=descendants,
-        )
-
-    @staticmethod
-    def _cancel_descendants(
-        conn: Connection, root: str, now: int, max_depth: int = 100
-    ) -> list[tuple[str, str | None]]:
-        """Cancel every unfinished execution below ``root``: (id, worker id) of each."""
-        ex = t.executions
-        cancelled: list[tuple[str, str | None]] = []
-        frontier = [root]
-        for _ in range(max_depth):
-            rows = conn.execute(
-                sa.select(ex.c.id, ex.c.status, ex.c.worker_id).where(ex.c.parent_id.in_(frontier))
-            ).all()
-            if not rows:
-                break
-            active = [r for r in rows if r.status in ACTIVE_STATUSES]
-            if active:
-                conn.execute(
-                    ex.update()
-                    .where(ex.c.id.in_([r.id for r in active]), ex.c.status.in_(ACTIVE_STATUSES))
-                    .values(
-                        status="cancelled",
-                        completed_at=now,
-                        updated_at=now,
-                        worker_id=None,
-                        cancelled_by=f"parent {root} cancelled",
-                        error=ErrorInfo(
-                            type="polos.ExecutionCancelled",
-                            message=f"cancelled with its ancestor {root}",
-                        ).model_dump_json(),
-                    )
-                )
-                cancelled.extend((r.id, r.worker_id) for r in active)
-            frontier = [r.id for r in rows]
-        return cancelled
