@@ -32,6 +32,7 @@ from . import _event_reads
 from . import _tables as t
 from ._codec import dumps, execution_from_row, loads, step_from_row
 from ._errors import translate_errors
+from ._lifecycle import QUEUED, RUNNING
 from ._listen import listen_forever
 from ._ops import (
     BatchOutcome,
@@ -39,7 +40,7 @@ from ._ops import (
     Transition,
     WriteOp,
 )
-from ._writes import CANCEL_CHANNEL, QUEUED, RUNNING, Dialect, Writes, notify
+from ._writes import CANCEL_CHANNEL, Dialect, Writes, notify
 
 if TYPE_CHECKING:  # the asyncio engine is only used (and greenlet only needed) for PostgreSQL
     from sqlalchemy.ext.asyncio import AsyncEngine
