@@ -376,3 +376,26 @@ async def test_triggered_payload__model_gets_the_data_event_payload_gets_the_eve
     metas = [{**meta, "seq": 9}, {**meta, "seq": 10}]
     outcome, _ = await run_once(as_batch, [data, data], trigger=metas)
     assert outcome.result == [9, 10]
+
+
+async def test_sync_workflow__waits_through_the_sync_twins() -> None:
+    @workflow
+    def sync_approval(ctx: WorkflowContext) -> Any:
+        decision = ctx.step.suspend_sync("approval", data={"q": 1})
+        ctx.step.sleep_sync("nap", 0.01)
+        return decision.data
+
+    outcome, recorder = await run_once(sync_approval)
+    assert outcome.parked and recorder.parked is not None
+    history = [_record("approval", StepKind.SUSPEND, {"data": "yes"})]
+    outcome, _ = await run_once(sync_approval, history=history, attempt=2)
+    assert outcome.completed and outcome.result == "yes"
+
+
+async def test_sync_twin_outside_a_sync_workflow_is_a_configuration_error() -> None:
+    @workflow
+    async def wrong(ctx: WorkflowContext) -> None:
+        ctx.step.sleep_sync("nap", 1)
+
+    outcome, _ = await run_once(wrong)
+    assert outcome.error is not None and "synchronous workflow" in outcome.error.message

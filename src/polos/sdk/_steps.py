@@ -18,7 +18,7 @@ import inspect
 import random as _random
 import traceback
 import uuid as _uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 
@@ -195,13 +195,17 @@ class BaseStep:
         **kwargs: P.kwargs,
     ) -> T:
         """:meth:`run` for synchronous workflows (which run in a worker thread)."""
+        return self._in_loop("run_sync", self.run(key, fn, *args, **kwargs))
+
+    def _in_loop(self, call: str, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a step coroutine on the worker's loop from a synchronous workflow's thread."""
         loop = self._loop
         if loop is None:
+            coro.close()
             raise ConfigurationError(
-                "ctx.step.run_sync() is only available inside a synchronous workflow"
+                f"ctx.step.{call}() is only available inside a synchronous workflow"
             )
-        future = asyncio.run_coroutine_threadsafe(self.run(key, fn, *args, **kwargs), loop)
-        return future.result()
+        return asyncio.run_coroutine_threadsafe(coro, loop).result()
 
     def _outcome(self, record: StepRecord, fn: Callable[..., Any]) -> Any:
         if record.error is not None:

@@ -410,6 +410,38 @@ class Step(BaseStep):
         spec = WaitSpec(kind=WaitKind.CHILD, data={"batch": True})
         await self._park(full_key, StepKind.INVOKE_WAIT, spec, started=now_ms(), children=specs)
 
+    # ------------------------------------------------------------------ synchronous workflows
+
+    def suspend_sync(
+        self, key: str, data: Any = None, *, timeout: float | timedelta | None = None
+    ) -> ResumeData:
+        """:meth:`suspend` for synchronous workflows."""
+        return self._in_loop("suspend_sync", self.suspend(key, data, timeout=timeout))
+
+    def sleep_sync(self, key: str, duration: float | timedelta) -> None:
+        """:meth:`sleep` for synchronous workflows."""
+        self._in_loop("sleep_sync", self.sleep(key, duration))
+
+    def wait_for_event_sync(
+        self, key: str, topic: str, *, timeout: float | timedelta | None = None
+    ) -> EventPayload:
+        """:meth:`wait_for_event` for synchronous workflows."""
+        return self._in_loop(
+            "wait_for_event_sync", self.wait_for_event(key, topic, timeout=timeout)
+        )
+
+    def publish_event_sync(self, key: str, topic: str, data: Any = None) -> EventPayload:
+        """:meth:`publish_event` for synchronous workflows."""
+        return self._in_loop("publish_event_sync", self.publish_event(key, topic, data))
+
+    def invoke_and_wait_sync(
+        self, key: str, workflow: Workflow[Any] | str, payload: Any = None, **options: Any
+    ) -> Any:
+        """:meth:`invoke_and_wait` for synchronous workflows."""
+        return self._in_loop(
+            "invoke_and_wait_sync", self.invoke_and_wait(key, workflow, payload, **options)
+        )
+
     @staticmethod
     def _child_result(outcome: dict[str, Any], workflow: Workflow[Any] | str) -> BatchStepResult:
         status = str(outcome.get("status", "failed"))
