@@ -41,6 +41,9 @@ RECONNECT_MAX = 2.0
 EventInput = PublishRequest | tuple[str, Any] | tuple[str, Any, str | None] | Mapping[str, Any]
 """What :meth:`EventsClient.publish_many` accepts for one event."""
 
+STREAM_READ_TIMEOUT_S = 60.0
+"""An event stream silent this long (four missed keep-alives) is dead: reconnect."""
+
 _DROPPED = (httpx.NetworkError, httpx.RemoteProtocolError, httpx.TimeoutException)
 
 
@@ -168,7 +171,7 @@ class EventsClient:
                     url,
                     params=params,
                     headers=headers,
-                    timeout=httpx.Timeout(client.timeout, connect=5.0, read=None),
+                    timeout=httpx.Timeout(client.timeout, connect=5.0, read=STREAM_READ_TIMEOUT_S),
                 ) as response:
                     if response.status_code == 503:
                         failure = "HTTP 503"  # this replica cannot serve now: try the next

@@ -14,6 +14,7 @@ from fastapi.responses import Response, StreamingResponse
 from polos.protocol import (
     API_PREFIX,
     TOPIC_MAX_LENGTH,
+    TOPIC_PATTERN,
     BatchPublishRequest,
     BatchPublishResponse,
     Event,
@@ -40,7 +41,12 @@ STREAM_PAGE = 500
 
 Topic = Annotated[
     str,
-    Query(min_length=1, max_length=TOPIC_MAX_LENGTH, description="The topic, e.g. 'order/new'."),
+    Query(
+        min_length=1,
+        max_length=TOPIC_MAX_LENGTH,
+        pattern=TOPIC_PATTERN,
+        description="The topic, e.g. 'order/new'.",
+    ),
 ]
 
 
@@ -162,7 +168,8 @@ async def stream_events(
         signal = runtime.hub.subscribe(project_id, topic)
         last = start
         try:
-            yield f"retry: 1000\n: streaming {topic} after {last}\n\n"
+            # The id tells a client that drops before the first event where it stood.
+            yield f"retry: 1000\nid: {last}\n: streaming {topic} after {last}\n\n"
             while True:
                 signal.clear()  # before reading: a publish during the read sets it again
                 events = await runtime.store.list_events(
