@@ -20,7 +20,7 @@ import traceback
 import uuid as _uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, overload
 
 import pydantic
 
@@ -158,13 +158,23 @@ class BaseStep:
 
     # ------------------------------------------------------------------ run
 
+    # The async form first: an ``async def`` also matches ``Callable[P, T]`` (with T the
+    # coroutine), so the other order would type ``await run(...)`` as a coroutine.
+    @overload
+    async def run(
+        self, key: str, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs
+    ) -> T: ...
+
+    @overload
+    async def run(self, key: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T: ...
+
     async def run(
         self,
         key: str,
-        fn: Callable[P, T] | Callable[P, Awaitable[T]],
+        fn: Callable[P, Any],
         *args: P.args,
         **kwargs: P.kwargs,
-    ) -> T:
+    ) -> Any:
         """Run ``fn(*args, **kwargs)`` once, durably, and return its result.
 
         ``fn`` may be sync (it runs in a thread) or async. It is retried per
@@ -182,10 +192,10 @@ class BaseStep:
         full_key = self._next_key(key)
         record = self._replayed(full_key, StepKind.RUN, "run")
         if record is not None:
-            return self._outcome(record, fn)  # type: ignore[no-any-return]
+            return self._outcome(record, fn)
         # Values recorded with uuid/now/random must be durable before any side effect uses them.
         await self.flush()
-        return await self._execute(full_key, fn, args, kwargs, policy or DEFAULT_STEP_RETRY)  # type: ignore[no-any-return]
+        return await self._execute(full_key, fn, args, kwargs, policy or DEFAULT_STEP_RETRY)
 
     def run_sync(
         self,
