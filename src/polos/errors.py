@@ -5,6 +5,7 @@ PolosError(Exception)
 ├── ConfigurationError            bad settings, bad decorator arguments, bad URLs
 ├── SerializationError            a value cannot be turned into JSON (or back)
 ├── StorageError                  the database failed or cannot be reached
+│   └── InvalidValueError         the database refused a value (e.g. a NUL character)
 ├── ApiError                      the orchestrator answered with an error (status, code)
 │   ├── ExecutionNotFoundError    unknown execution id (404)
 │   ├── WorkflowNotFoundError     unknown workflow id (404)
@@ -40,6 +41,7 @@ __all__ = [
     "ConfigurationError",
     "ExecutionCancelled",
     "ExecutionNotFoundError",
+    "InvalidValueError",
     "NonDeterminismError",
     "NotWaitingError",
     "OrchestratorUnavailableError",
@@ -70,6 +72,13 @@ class SerializationError(PolosError):
 
 class StorageError(PolosError):
     """The database failed, refused a statement, or cannot be reached."""
+
+
+class InvalidValueError(StorageError):
+    """The database refused a value it cannot store (e.g. a NUL character in a text field).
+
+    The request is wrong, not the database: retrying it cannot help.
+    """
 
 
 class ApiError(PolosError):

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from polos._version import __version__
-from polos.errors import StorageError
+from polos.errors import InvalidValueError, StorageError
 from polos.protocol import API_PREFIX, Health
 from polos.storage import describe_url
 
@@ -137,6 +137,8 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
 
     @app.exception_handler(StorageError)
     async def _storage(_: Request, exc: StorageError) -> JSONResponse:
+        if isinstance(exc, InvalidValueError):  # e.g. a NUL character: the request is wrong
+            return problem_response(422, "invalid_value", str(exc))
         # The database is down or restarting: a retryable condition, not a server bug.
         return problem_response(503, "database_unavailable", str(exc))
 

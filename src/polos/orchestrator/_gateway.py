@@ -22,6 +22,7 @@ from typing import Protocol
 
 import pydantic
 
+from polos.errors import InvalidValueError
 from polos.protocol import (
     CHANNEL_VERSION,
     Ack,
@@ -307,12 +308,16 @@ class Gateway:
             return
         try:
             result = await self.batcher.submit(op)
+        except InvalidValueError as exc:  # re-sending cannot help: fail the step instead
+            result = Rejected(str(exc), code="invalid_value")
         except Exception as exc:
             log.warning("write from worker %s failed: %s", session.worker_id, exc)
             await session.send(Ack(req=message.req, code="error", message=str(exc)[:500]))
             return
         if isinstance(result, Rejected):
-            await session.send(Ack(req=message.req, code="rejected", message=result.message))
+            await session.send(
+                Ack(req=message.req, code="rejected", message=result.message, value=result.code)
+            )
             return
         value = None
         if isinstance(result, Published):

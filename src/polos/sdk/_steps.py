@@ -105,6 +105,8 @@ class BaseStep:
             raise ConfigurationError(
                 f"step key {key!r} must not contain '#' (it marks repeated keys)"
             )
+        if any(ord(c) < 32 or c == "\x7f" for c in key):
+            raise ConfigurationError(f"step key {key!r} must not contain control characters")
         if len(key) > MAX_KEY_LENGTH:
             raise ConfigurationError(
                 f"step key {key[:40]!r}... is longer than {MAX_KEY_LENGTH} characters"

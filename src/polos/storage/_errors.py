@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import exc as sa_exc
 
-from polos.errors import StorageError
+from polos.errors import InvalidValueError, StorageError
 
 
 def _safe_url(url: str) -> str:
@@ -29,4 +29,6 @@ def translate_errors(url: str) -> Iterator[None]:
             exc, sa_exc.OperationalError | sa_exc.InterfaceError
         ):
             raise StorageError(f"database {_safe_url(url)} is unavailable: {original}") from exc
+        if isinstance(exc, sa_exc.DataError):
+            raise InvalidValueError(f"the database refused a value: {original}") from exc
         raise StorageError(f"database error: {original}") from exc

@@ -147,6 +147,8 @@ class Rejected:
     """The op can never succeed as given (e.g. a child of an unregistered workflow)."""
 
     message: str
+    code: str = "workflow_not_found"
+    """``workflow_not_found`` or ``invalid_value``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,7 +72,9 @@ class _ChannelRecorder:
         if ack.code == "stale":
             raise LeaseLost(f"execution {self._execution_id} moved to another worker")
         if ack.code == "rejected":
-            raise WorkflowNotFoundError(404, "workflow_not_found", ack.message)
+            if ack.value == "workflow_not_found":
+                raise WorkflowNotFoundError(404, "workflow_not_found", ack.message)
+            raise ConfigurationError(ack.message)
 
     async def record_effect(
         self,
