@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mypy import api
 
-SNIPPET = '''
+SNIPPET = """
 from pydantic import BaseModel
 from polos import EventPayload, ResumeData, WorkflowContext, workflow
 
@@ -32,7 +32,7 @@ async def process_order(ctx: WorkflowContext, order: Order) -> str:
     reveal_type(payment)
     reveal_type(n)
     return payment.id + str(n) + str(decision.data) + str(event.seq)
-'''
+"""
 
 
 def test_seed_style_workflow_is_precisely_typed(tmp_path: Path) -> None:
