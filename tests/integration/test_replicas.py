@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from polos import ExecutionStatus, PolosClient
-from polos.storage import open_store
+from polos.storage import migrations, open_store
 from polos.testing import ServerProcess, WorkerProcess, wait_for_workers
 from tests.integration.conftest import STEPS_WORKER, count_lines, wait_until
 
@@ -49,8 +49,10 @@ async def test_migrations__concurrent_orchestrators_migrate_once(shared_db: str)
     stores = await asyncio.gather(*(open_store(shared_db) for _ in range(4)))
     try:
         with psycopg.connect(shared_db) as conn:
-            versions = conn.execute("SELECT version FROM schema_migrations").fetchall()
-        assert versions == [(1,)]
+            versions = conn.execute(
+                "SELECT version FROM schema_migrations ORDER BY version"
+            ).fetchall()
+        assert versions == [(m.version,) for m in migrations("postgres")]
     finally:
         for store in stores:
             await store.close()
