@@ -12,17 +12,20 @@ PolosError(Exception)
 │   └── NotWaitingError           resume of a step that is not waiting (409)
 ├── OrchestratorUnavailableError  no orchestrator answered in time
 ├── WorkflowFailedError           a remote execution ended failed (carries error_type, message)
-│   └── WorkflowCancelledError    ... or was cancelled
+│   ├── WorkflowCancelledError    ... or was cancelled
+│   └── WorkflowTimeoutError      ... or ran out of its run timeout
 ├── TimeoutError                  waiting for a result took longer than asked
 ├── StepExecutionError            a step failed after its retries (inside a workflow)
+│   └── StepTimeoutError          ... because its last attempt ran out of its ``timeout``
 ├── WaitTimeoutError              suspend / wait_for_event ran out of time (inside a workflow)
 ├── ChildWorkflowError            a child execution failed or was cancelled (invoke_and_wait)
 ├── NonDeterminismError           replay found a step that does not match the log
 └── PayloadValidationError        a payload does not fit the workflow's input model
 
 BaseException
-└── ExecutionCancelled            delivered into a cancelled workflow; ``except Exception``
-                                  does not catch it, so user code cannot swallow it by accident
+└── asyncio.CancelledError
+    └── ExecutionCancelled        delivered into a cancelled (or timed-out) workflow; ``except
+                                  Exception`` does not catch it, so user code cannot swallow it
 ```
 
 Every error that crosses a process boundary is described by an
@@ -32,6 +35,7 @@ classes rebuild the user-facing exception from it.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 from typing import Any
 
@@ -49,12 +53,14 @@ __all__ = [
     "PolosError",
     "SerializationError",
     "StepExecutionError",
+    "StepTimeoutError",
     "StorageError",
     "TimeoutError",
     "WaitTimeoutError",
     "WorkflowCancelledError",
     "WorkflowFailedError",
     "WorkflowNotFoundError",
+    "WorkflowTimeoutError",
 ]
 
 
@@ -142,6 +148,15 @@ class WorkflowCancelledError(WorkflowFailedError):
     """A remote execution was cancelled before it finished."""
 
 
+class WorkflowTimeoutError(WorkflowFailedError):
+    """A remote execution ran longer than its run timeout and ended ``failed``.
+
+    ``error_type`` is ``polos.WorkflowTimeoutError``. The run timeout counts the
+    time the execution spent running on workers (every attempt), not the time it
+    was parked at a wait, unless the workflow set ``timeout_counts_waits=True``.
+    """
+
+
 class TimeoutError(PolosError, builtins.TimeoutError):
     """Waiting for something (a result, a connection) took longer than allowed."""
 
@@ -181,6 +196,20 @@ class StepExecutionError(PolosError):
             type(self),
             (self.step_key, self.error_type, self.error_message, self.attempts, self.traceback),
         )
+
+
+class StepTimeoutError(StepExecutionError):
+    """A step ran longer than its ``timeout`` (``ctx.step.run(..., timeout=...)``).
+
+    The timeout applies to each attempt: a timed-out attempt is retried like any
+    other failure (list ``StepTimeoutError`` in ``non_retryable_errors`` to stop
+    that). When the last attempt times out, the error is recorded and this
+    exception is raised into the workflow, on the first run and on every replay.
+    ``error_type`` is ``polos.StepTimeoutError``.
+
+    A synchronous step function runs in a thread, which Python cannot stop: the
+    step gives up at the timeout, but the thread finishes in the background.
+    """
 
 
 class WaitTimeoutError(PolosError):
@@ -258,9 +287,22 @@ class PayloadValidationError(PolosError):
     """The payload of an execution does not validate against the workflow's input model."""
 
 
-class ExecutionCancelled(BaseException):
-    """Raised inside a workflow whose execution was cancelled.
+class ExecutionCancelled(asyncio.CancelledError):
+    """Raised inside a workflow whose execution was cancelled or ran out of its run timeout.
 
-    It derives from :class:`BaseException` so that ``except Exception`` in user
-    code does not swallow it; ``finally`` blocks still run.
+    It derives from :class:`asyncio.CancelledError` (a :class:`BaseException`), so
+    ``except Exception`` in user code does not swallow it, ``finally`` blocks and
+    ``async with`` exits still run, and asyncio treats it as a cancellation. It is
+    raised by the step the workflow was awaiting, and by every ``ctx.step`` call
+    after that, so code that catches it anyway cannot make progress.
+
+    Attributes:
+        reason: why (``cancelled by api: ...``, ``run timeout of 30 s exceeded``...).
     """
+
+    def __init__(self, reason: str = "cancelled") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.reason,))

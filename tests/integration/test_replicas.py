@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from polos import ExecutionStatus, PolosClient
 from polos.storage import migrations, open_store
 from polos.testing import ServerProcess, WorkerProcess, wait_for_workers
 from tests.integration.conftest import STEPS_WORKER, count_lines, wait_until
+
+FLOW_WORKER = Path(__file__).parent / "workers" / "flow_worker.py"
 
 pytestmark = pytest.mark.postgres
 
@@ -111,3 +114,36 @@ async def test_replicas__workers_and_clients_fail_over_when_an_orchestrator_dies
             assert execution.status == ExecutionStatus.COMPLETED
     finally:
         worker.stop()
+
+
+@pytest.mark.timeout(120)
+async def test_replicas__a_queue_limit_holds_across_orchestrators_and_their_workers(
+    replicas: list[ServerProcess], tmp_path: Path
+) -> None:
+    flow_dir = tmp_path / "flow"
+    flow_dir.mkdir()
+    workers = [
+        WorkerProcess(
+            FLOW_WORKER,
+            api_url=server.url,
+            env={"FLOW_DIR": str(flow_dir), "HOLD_SECONDS": "0.03"},
+            log_path=tmp_path / f"flow-worker-{n}.log",
+        ).start()
+        for n, server in enumerate([*replicas, *replicas])  # two workers on each replica
+    ]
+    try:
+        wait_for_workers(replicas[0].url, 4)
+        async with PolosClient(replicas[0].url) as client:
+            handles = await client.invoke_many("limited", [{} for _ in range(200)])
+            done = await client.wait_many([h.id for h in handles], timeout=90)
+        assert {e.status for e in done} == {ExecutionStatus.COMPLETED}
+        peaks = json.loads((flow_dir / "counters.json").read_text())["max"]
+        assert peaks["limited"] == 5  # both replicas dispatched, never more than 5 at once
+        starts = [ln.split() for ln in (flow_dir / "log.txt").read_text().splitlines() if ln]
+        assert len(starts) == 200  # each ran once
+        pids = {int(line[3]) for line in starts}
+        on_a = {workers[0].pid, workers[2].pid}
+        assert pids & on_a and pids - on_a, "both replicas' workers should have run some"
+    finally:
+        for worker in workers:
+            worker.stop(timeout=5)

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
+from polos.client import PolosClient
 from polos.errors import PolosError
 
 console = Console()
@@ -83,3 +84,11 @@ STATUS_STYLE = {
 def styled_status(status: str) -> str:
     """A status with its colour."""
     return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
+
+
+def client_from(ctx: click.Context) -> PolosClient:
+    """A client built from the CLI's global options (URL, key, project, retry budget)."""
+    obj: dict[str, Any] = ctx.obj
+    return PolosClient(
+        obj["api_url"], obj["api_key"], obj["project_id"], retry_for=obj["retry_for"]
+    )

@@ -22,6 +22,8 @@ from ._common import (
     styled_status,
 )
 from ._events import events, resume, waits
+from ._queues import queues, rate_limits
+from ._schedules import schedules
 
 STATUSES = ["queued", "running", "waiting", "completed", "failed", "cancelled"]
 
@@ -55,6 +57,9 @@ def main(
 main.add_command(resume)
 main.add_command(waits)
 main.add_command(events)
+main.add_command(schedules)
+main.add_command(queues)
+main.add_command(rate_limits)
 
 
 @main.command()
@@ -63,6 +68,11 @@ main.add_command(events)
 @click.option("--idempotency-key", help="Starting twice with one key starts one execution.")
 @click.option("--wait/--no-wait", default=False, help="Wait for the result and print it.")
 @click.option("--timeout", type=float, help="With --wait: give up after this many seconds.")
+@click.option(
+    "--run-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Fail the execution once it has run this many seconds (overrides the workflow's).",
+)
 @click.pass_context
 @run_async
 async def run(
@@ -72,11 +82,14 @@ async def run(
     idempotency_key: str | None,
     wait: bool,
     timeout: float | None,
+    run_timeout: float | None,
 ) -> None:
     """Start an execution of WORKFLOW_ID."""
     payload = parse_json(input_json, "--input")
     async with _client(ctx) as client:
-        handle = await client.invoke(workflow_id, payload, idempotency_key=idempotency_key)
+        handle = await client.invoke(
+            workflow_id, payload, idempotency_key=idempotency_key, run_timeout=run_timeout
+        )
         if not wait:
             console.print(handle.id)
             return
@@ -179,6 +192,16 @@ async def show(ctx: click.Context, execution_id: str, as_json: bool) -> None:
     console.print(f"  payload: {json.dumps(e.payload, default=str)}", highlight=False)
     if e.result is not None:
         console.print(f"  result:  {json.dumps(e.result, default=str)}", highlight=False)
+    if e.run_timeout_ms is not None:
+        counted = "waits included" if e.timeout_counts_waits else "running time"
+        deadline = f", times out at {fmt_time(e.deadline_at)}" if e.deadline_at else ""
+        console.print(
+            f"  run timeout {e.run_timeout_ms / 1000:g} s ({counted}){deadline}", highlight=False
+        )
+    if e.cancelled_by is not None:
+        console.print(
+            f"  cancelled by {e.cancelled_by} at {fmt_time(e.completed_at)}", highlight=False
+        )
     if e.error is not None:
         console.print(f"  [red]error:   {e.error.type}: {e.error.message}[/]", highlight=False)
     for a in e.attempts:
@@ -210,13 +233,18 @@ async def show(ctx: click.Context, execution_id: str, as_json: bool) -> None:
 @main.command()
 @click.argument("execution_id")
 @click.option("--reason", help="Recorded with the cancellation.")
+@click.option("--by", help="Who cancels (recorded; default: api).")
 @click.pass_context
 @run_async
-async def cancel(ctx: click.Context, execution_id: str, reason: str | None) -> None:
-    """Cancel an execution."""
+async def cancel(ctx: click.Context, execution_id: str, reason: str | None, by: str | None) -> None:
+    """Cancel an execution, its children and its waits (a running one stops at once)."""
     async with _client(ctx) as client:
-        e = await client.cancel(execution_id, reason=reason)
+        e = await client.cancel(execution_id, reason=reason, by=by)
     console.print(f"{e.id} {styled_status(e.status.value)}")
+    if e.cancelled_by is not None:
+        console.print(
+            f"  cancelled by {e.cancelled_by} at {fmt_time(e.completed_at)}", highlight=False
+        )
 
 
 @main.command()

@@ -66,13 +66,14 @@ class ExecutionHandle:
         Raises:
             WorkflowFailedError: it failed (``error_type``/``error_message`` say why).
             WorkflowCancelledError: it was cancelled.
+            WorkflowTimeoutError: it ran out of its run timeout.
             polos.TimeoutError: it did not finish within ``timeout`` seconds.
         """
         return await self.client.result(self.id, timeout=timeout)
 
-    async def cancel(self, reason: str | None = None) -> Execution:
-        """Cancel it (no effect once finished)."""
-        return await self.client.cancel(self.id, reason=reason)
+    async def cancel(self, reason: str | None = None, *, by: str | None = None) -> Execution:
+        """Cancel it and its children (no effect once finished); see ``PolosClient.cancel``."""
+        return await self.client.cancel(self.id, reason=reason, by=by)
 
     def get_sync(self) -> Execution:
         """Blocking :meth:`get`."""

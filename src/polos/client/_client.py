@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
 import httpx
+import pydantic
 
 from polos.errors import (
     ApiError,
@@ -21,6 +23,7 @@ from polos.errors import (
     WorkflowCancelledError,
     WorkflowFailedError,
     WorkflowNotFoundError,
+    WorkflowTimeoutError,
 )
 from polos.protocol import (
     API_PREFIX,
@@ -43,10 +46,13 @@ from polos.protocol import (
     WorkerList,
     WorkflowInfo,
     WorkflowList,
+    run_timeout_ms,
 )
 
 from ._base import ExecutionHandle, _jsonable, _Portal
 from ._events import EventsClient
+from ._queues import QueuesClient
+from ._schedules import SchedulesClient
 from ._waits import WaitCoalescer
 
 DEFAULT_API_URL = "http://127.0.0.1:8080"
@@ -56,6 +62,11 @@ def _seconds(value: float | timedelta | None) -> float | None:
     if value is None:
         return None
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def _timeout_seconds(value: float | timedelta | None) -> float | None:
+    ms = run_timeout_ms(value)
+    return ms / 1000 if ms is not None else None
 
 
 def parse_api_urls(value: str | Sequence[str]) -> list[str]:
@@ -68,6 +79,19 @@ def parse_api_urls(value: str | Sequence[str]) -> list[str]:
         if not url.startswith(("http://", "https://")):
             raise ConfigurationError(f"api_url must start with http:// or https://, not {url!r}")
     return urls
+
+
+@contextlib.contextmanager
+def _checked(what: str) -> Iterator[None]:
+    """Turn a request model's validation error into a ConfigurationError naming the fields."""
+    try:
+        yield
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(value)'}: {e['msg']}"
+            for e in exc.errors()[:5]
+        )
+        raise ConfigurationError(f"invalid {what}: {problems}") from None
 
 
 class PolosClient:
@@ -108,6 +132,9 @@ class PolosClient:
         self._coalescer: WaitCoalescer | None = None
         self._coalescer_loop: asyncio.AbstractEventLoop | None = None
         self._events: EventsClient | None = None
+        self.schedules = SchedulesClient(self)
+        """Cron schedules: create, list, update, pause, resume, delete, trigger."""
+        self._queues: QueuesClient | None = None
 
     # ------------------------------------------------------------------ plumbing
 
@@ -261,23 +288,32 @@ class PolosClient:
         concurrency_key: str | None = None,
         priority: int = 0,
         initial_state: Any = None,
+        run_timeout: float | timedelta | None = None,
+        timeout_counts_waits: bool | None = None,
     ) -> ExecutionHandle:
         """Start an execution of ``workflow_id`` with ``payload`` (JSON data or a pydantic model).
 
         With ``idempotency_key``, calling again with the same key returns the
-        first execution instead of starting another.
+        first execution instead of starting another. ``run_timeout`` (seconds or a
+        timedelta) overrides the workflow's run timeout for this execution;
+        ``timeout_counts_waits`` overrides whether time parked at waits counts
+        against it (see docs/timeouts-and-cancellation.md).
 
         Raises:
             WorkflowNotFoundError: no worker ever registered ``workflow_id``.
+            ConfigurationError: ``run_timeout`` is not a positive duration.
         """
-        body = InvokeRequest(
-            payload=_jsonable(payload),
-            idempotency_key=idempotency_key,
-            queue=queue,
-            concurrency_key=concurrency_key,
-            priority=priority,
-            initial_state=_jsonable(initial_state),
-        )
+        with _checked(f"invoke of {workflow_id!r}"):
+            body = InvokeRequest(
+                payload=_jsonable(payload),
+                idempotency_key=idempotency_key,
+                queue=queue,
+                concurrency_key=concurrency_key,
+                priority=priority,
+                initial_state=_jsonable(initial_state),
+                run_timeout_seconds=_timeout_seconds(run_timeout),
+                timeout_counts_waits=timeout_counts_waits,
+            )
         data = await self._request(
             "POST",
             f"/workflows/{workflow_id}/executions",
@@ -295,37 +331,45 @@ class PolosClient:
         queue: str | None = None,
         concurrency_key: str | None = None,
         priority: int = 0,
+        run_timeout: float | timedelta | None = None,
+        timeout_counts_waits: bool | None = None,
     ) -> list[ExecutionHandle]:
         """Start one execution of ``workflow_id`` per payload, with few requests.
 
         Executions are created 1,000 per request (each request in one
         transaction). ``idempotency_keys``, when given, pairs one key (or
-        ``None``) with each payload.
+        ``None``) with each payload. ``run_timeout`` and ``timeout_counts_waits``
+        apply to each execution (see :meth:`invoke`).
 
         Raises:
             WorkflowNotFoundError: no worker ever registered ``workflow_id``.
+            ConfigurationError: ``run_timeout`` is not a positive duration.
         """
+        run_timeout_seconds = _timeout_seconds(run_timeout)
         items = [_jsonable(p) for p in payloads]
         keys = list(idempotency_keys) if idempotency_keys is not None else [None] * len(items)
         if len(keys) != len(items):
             raise ConfigurationError("idempotency_keys must have one entry per payload")
         handles: list[ExecutionHandle] = []
         for start in range(0, len(items), 1000):
-            body = BatchInvokeRequest(
-                items=[
-                    BatchInvokeItem(
-                        workflow_id=workflow_id,
-                        payload=payload,
-                        idempotency_key=key,
-                        queue=queue,
-                        concurrency_key=concurrency_key,
-                        priority=priority,
-                    )
-                    for payload, key in zip(
-                        items[start : start + 1000], keys[start : start + 1000], strict=True
-                    )
-                ]
-            )
+            with _checked(f"invoke_many of {workflow_id!r}"):
+                body = BatchInvokeRequest(
+                    items=[
+                        BatchInvokeItem(
+                            workflow_id=workflow_id,
+                            payload=payload,
+                            idempotency_key=key,
+                            queue=queue,
+                            concurrency_key=concurrency_key,
+                            priority=priority,
+                            run_timeout_seconds=run_timeout_seconds,
+                            timeout_counts_waits=timeout_counts_waits,
+                        )
+                        for payload, key in zip(
+                            items[start : start + 1000], keys[start : start + 1000], strict=True
+                        )
+                    ]
+                )
             data = await self._request(
                 "POST", "/executions/batch", json=body.model_dump(mode="json", exclude_none=True)
             )
@@ -406,11 +450,23 @@ class PolosClient:
         data = await self._request("GET", f"/executions/{execution_id}/steps")
         return StepList.model_validate(data).items
 
-    async def cancel(self, execution_id: str, reason: str | None = None) -> Execution:
-        """Cancel an execution that has not finished (a finished one is returned unchanged)."""
-        body = {"reason": reason} if reason else None
+    async def cancel(
+        self, execution_id: str, reason: str | None = None, *, by: str | None = None
+    ) -> Execution:
+        """Cancel an execution that has not finished (a finished one is returned unchanged).
+
+        Its unfinished children (and their children) are cancelled with it and its
+        waits are dropped; a running one is stopped on its worker at once (its
+        coroutine gets :class:`~polos.ExecutionCancelled`). ``by`` (who, default
+        ``api``) and ``reason`` are recorded in ``cancelled_by``; ``completed_at``
+        says when.
+
+        Raises:
+            ExecutionNotFoundError: no such execution in this project.
+        """
+        body = {k: v for k, v in (("reason", reason), ("by", by)) if v}
         return Execution.model_validate(
-            await self._request("POST", f"/executions/{execution_id}/cancel", json=body)
+            await self._request("POST", f"/executions/{execution_id}/cancel", json=body or None)
         )
 
     async def wait(self, execution_id: str, timeout: float | timedelta | None = None) -> Execution:
@@ -450,11 +506,11 @@ class PolosClient:
         if execution.status == ExecutionStatus.COMPLETED:
             return execution.result
         error = execution.error
-        cls = (
-            WorkflowCancelledError
-            if execution.status == ExecutionStatus.CANCELLED
-            else WorkflowFailedError
-        )
+        cls: type[WorkflowFailedError] = WorkflowFailedError
+        if execution.status == ExecutionStatus.CANCELLED:
+            cls = WorkflowCancelledError
+        elif error is not None and error.type == "polos.WorkflowTimeoutError":
+            cls = WorkflowTimeoutError
         raise cls(
             execution.id,
             error.type if error else execution.status.value,
@@ -504,6 +560,13 @@ class PolosClient:
         return WaitPage.model_validate(await self._request("GET", "/waits", params=params))
 
     @property
+    def queues(self) -> QueuesClient:
+        """Queue state and rate limits (one :class:`QueuesClient` per client)."""
+        if self._queues is None:
+            self._queues = QueuesClient(self)
+        return self._queues
+
+    @property
     def events(self) -> EventsClient:
         """Publish, read and stream events (one :class:`EventsClient` per client)."""
         if self._events is None:
@@ -544,9 +607,11 @@ class PolosClient:
         """Blocking :meth:`list_executions`."""
         return self._portal.run(self._in_portal(lambda c: c.list_executions(**filters)))  # type: ignore[no-any-return]
 
-    def cancel_sync(self, execution_id: str, reason: str | None = None) -> Execution:
+    def cancel_sync(
+        self, execution_id: str, reason: str | None = None, *, by: str | None = None
+    ) -> Execution:
         """Blocking :meth:`cancel`."""
-        return self._portal.run(self._in_portal(lambda c: c.cancel(execution_id, reason)))  # type: ignore[no-any-return]
+        return self._portal.run(self._in_portal(lambda c: c.cancel(execution_id, reason, by=by)))  # type: ignore[no-any-return]
 
     def result_sync(self, execution_id: str, timeout: float | timedelta | None = None) -> Any:
         """Blocking :meth:`result`."""

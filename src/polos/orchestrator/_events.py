@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 
 from polos.protocol import now_ms
 from polos.storage import Fired, FireDueOp, Store, WriteBatcher
@@ -51,21 +52,30 @@ class EventHub:
         return sum(len(s) for s in self._subscribers.values())
 
 
+StopRunning = Callable[[Sequence[tuple[str | None, str, str]]], Awaitable[None]]
+"""Tells workers to stop executions: (worker id, execution id, reason) each."""
+
+
 class Timers:
-    """Fires what falls due: sleeps, wait timeouts, event-trigger batch timeouts.
+    """Fires what falls due: sleeps, wait timeouts, event-trigger batch timeouts, run timeouts.
 
     It sleeps until the earliest due time in the database (at most one second,
     so that timers registered through another orchestrator are noticed too) and
     is woken early when this orchestrator registers a new one. Firing is one
     transaction that locks the rows it ends (``SKIP LOCKED`` on PostgreSQL), so
-    several orchestrators never fire one timer twice.
+    several orchestrators never fire one timer twice. Executions that ran out of
+    their run timeout while a worker ran them are stopped on that worker
+    (``on_stop``), like a cancel.
     """
 
     MAX_SLEEP_S = 1.0
 
-    def __init__(self, store: Store, batcher: WriteBatcher) -> None:
+    def __init__(
+        self, store: Store, batcher: WriteBatcher, on_stop: StopRunning | None = None
+    ) -> None:
         self._store = store
         self._batcher = batcher
+        self._on_stop = on_stop
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.fired = 0
@@ -94,7 +104,13 @@ class Timers:
                 if due is not None and due <= now:
                     fired = await self._batcher.submit(FireDueOp())
                     if isinstance(fired, Fired):
-                        self.fired += fired.waits + fired.started
+                        self.fired += fired.waits + fired.started + fired.timed_out
+                        if fired.timed_out:
+                            log.info(
+                                "%d execution(s) ran out of their run timeout", fired.timed_out
+                            )
+                        if fired.stop and self._on_stop is not None:
+                            await self._on_stop(fired.stop)
                     continue
             except Exception as exc:
                 log.warning("timer loop failed: %s", exc)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from polos.protocol import (
     Release,
     Task,
     Wait,
+    WaitKind,
     Welcome,
     now_ms,
     worker_message_adapter,
@@ -46,6 +48,7 @@ from polos.storage import (
     ClaimOp,
     CompleteOp,
     FailOp,
+    Granted,
     Published,
     RecordStepOp,
     Rejected,
@@ -55,6 +58,7 @@ from polos.storage import (
     WaitOp,
     WriteBatcher,
     dumps,
+    loads,
     unit_random,
 )
 
@@ -241,6 +245,7 @@ class Gateway:
             workflows=hello.workflows,
             active=active,
             lease_ms=self.settings.lease_ms,
+            rate_limits=hello.rate_limits,
         )
         previous = self.sessions.get(hello.worker_id)
         if previous is not None:
@@ -306,6 +311,8 @@ class Gateway:
         op = self._write_op(message)
         if op is None or isinstance(message, Heartbeat | Drain | Hello):  # pragma: no cover
             return
+        if isinstance(op, WaitOp):
+            op = dataclasses.replace(op, project_id=session.project_id)
         try:
             result = await self.batcher.submit(op)
         except InvalidValueError as exc:  # re-sending cannot help: fail the step instead
@@ -326,10 +333,16 @@ class Gateway:
             if result.triggered:
                 self.wake()
             value = result.event.model_dump(mode="json", exclude={"data"})
-        if isinstance(op, WaitOp) and op.spec.expires_at is not None:
+        if isinstance(op, WaitOp) and (
+            op.spec.expires_at is not None or op.spec.kind == WaitKind.ACQUIRE
+        ):
             self._on_timer_change()
+        if isinstance(result, Granted):  # rate-limit units granted: the execution runs on
+            value = {"granted": loads(result.output_json)}
         # A non-step write (or a refused one) means the execution left this worker: free its slot.
         left = not isinstance(op, RecordStepOp) or result == STALE
+        if isinstance(result, Granted):
+            left = False
         if left and session.running.pop(op.execution_id, None) is not None:
             self.wake()
         code = "stale" if result == STALE else "ok"

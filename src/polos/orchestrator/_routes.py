@@ -122,6 +122,12 @@ def _create_op(project_id: str, workflow_id: str, body: InvokeRequest) -> Create
         concurrency_key=body.concurrency_key,
         priority=body.priority,
         state_json=dumps(body.initial_state) if body.initial_state is not None else None,
+        run_timeout_ms=(
+            max(1, round(body.run_timeout_seconds * 1000))
+            if body.run_timeout_seconds is not None
+            else None
+        ),
+        timeout_counts_waits=body.timeout_counts_waits,
     )
 
 
@@ -286,16 +292,29 @@ async def cancel_execution(
     project_id: Project,
     body: CancelRequest | None = None,
 ) -> Execution:
-    """Cancel a queued or running execution. Cancelling a finished one changes nothing."""
-    who = "api" if body is None or not body.reason else f"api: {body.reason}"
+    """Cancel an unfinished execution, its unfinished descendants and their waits.
+
+    A running one is stopped on its worker at once. ``cancelled_by`` records who
+    (``by``, default ``api``) and why (``reason``); ``completed_at`` says when.
+    Cancelling a finished execution changes nothing (its current state is returned).
+    """
+    who = (body.by if body is not None and body.by else None) or "api"
+    if body is not None and body.reason:
+        who = f"{who}: {body.reason}"
     result = await runtime.batcher.submit(CancelOp(project_id, execution_id, who))
     assert isinstance(result, Cancelled)
     if result.execution is None:
         raise ApiProblem(404, "execution_not_found", f"execution {execution_id!r} does not exist")
-    if result.changed and result.worker_id is not None:
-        delivered = await runtime.gateway.cancel_running(result.worker_id, execution_id, who)
-        if not delivered:  # the worker's socket is held by another orchestrator
-            await runtime.store.notify_cancel(result.worker_id, execution_id)
+    if result.changed:
+        await runtime.stop_running(
+            [
+                (result.worker_id, execution_id, f"cancelled by {who}"),
+                *(
+                    (worker_id, child_id, f"ancestor {execution_id} cancelled by {who}")
+                    for child_id, worker_id in result.descendants
+                ),
+            ]
+        )
     return result.execution
 
 

@@ -16,11 +16,13 @@ from polos.storage import (
     Store,
     Transition,
     WriteBatcher,
+    cancel_targets,
     open_store,
 )
 
 from ._events import EventHub, Timers
 from ._gateway import Gateway
+from ._schedules import ScheduleLoop
 from ._settings import OrchestratorSettings
 from ._waiters import Waiters
 
@@ -36,10 +38,11 @@ class OrchestratorRuntime:
         self.waiters = Waiters()
         self.batcher = WriteBatcher(store, on_transitions=self._on_transitions)
         self.hub = EventHub()
-        self.timers = Timers(store, self.batcher)
+        self.timers = Timers(store, self.batcher, on_stop=self.stop_running)
         self.gateway = Gateway(
             store, self.batcher, settings, hub=self.hub, on_timer_change=self.timers.wake
         )
+        self.schedule_loop = ScheduleLoop(store.schedules, self.gateway.wake)
         self._projects: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._notified: set[asyncio.Future[bool]] = set()
@@ -53,6 +56,7 @@ class OrchestratorRuntime:
         runtime.batcher.start()
         await runtime.gateway.start()
         runtime.timers.start()
+        runtime.schedule_loop.start()
         if store.dialect.notifies:
             # Other orchestrators share this database: hear what they do, and keep a slow
             # sweep as the safety net for notifications missed while disconnected.
@@ -69,6 +73,7 @@ class OrchestratorRuntime:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.schedule_loop.stop()
         await self.timers.stop()
         await self.gateway.stop()
         await self.batcher.stop()
@@ -80,14 +85,12 @@ class OrchestratorRuntime:
             self.waiters.notify([Transition(i, "completed") for i in payload.split(",") if i])
 
         def on_cancel(payload: str) -> None:
-            worker_id, _, execution_id = payload.partition(" ")
-            task = asyncio.ensure_future(
-                self.gateway.cancel_running(
-                    worker_id, execution_id, "cancelled via another orchestrator"
+            for worker_id, execution_id, reason in cancel_targets(payload):
+                task = asyncio.ensure_future(
+                    self.gateway.cancel_running(worker_id, execution_id, reason)
                 )
-            )
-            self._notified.add(task)
-            task.add_done_callback(self._notified.discard)
+                self._notified.add(task)
+                task.add_done_callback(self._notified.discard)
 
         def on_event(payload: str) -> None:
             for item in payload.split(","):
@@ -122,6 +125,26 @@ class OrchestratorRuntime:
                 log.warning("waiter sweep failed: %s", exc)
                 continue
             self.waiters.notify([Transition(i, "completed") for i in finished])
+
+    async def stop_running(self, targets: Sequence[tuple[str | None, str, str]]) -> None:
+        """Tell the workers running these executions to stop them at once.
+
+        ``targets``: (worker id, execution id, reason). A worker connected here gets a
+        ``Cancel`` message; the others are reached through the orchestrator that holds
+        their socket (PostgreSQL NOTIFY). Nothing is lost if a worker is unreachable:
+        the execution is already finished in the database, so its writes are refused.
+        """
+        elsewhere: list[tuple[str, str, str]] = []
+        for worker_id, execution_id, reason in targets:
+            if worker_id is None:
+                continue
+            if not await self.gateway.cancel_running(worker_id, execution_id, reason):
+                elsewhere.append((worker_id, execution_id, reason))
+        if elsewhere:
+            try:
+                await self.store.notify_cancel(elsewhere)
+            except Exception as exc:  # their writes are refused anyway (stale lease)
+                log.warning("could not notify other orchestrators of cancels: %s", exc)
 
     def _on_transitions(self, transitions: Sequence[Transition]) -> None:
         self.waiters.notify(transitions)

@@ -2,11 +2,40 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from polos.errors import ConfigurationError
+
 from ._common import ErrorInfo, ExecutionStatus, StepRecord
+from ._flow import NAME_PATTERN
+
+MAX_RUN_TIMEOUT_SECONDS = 366 * 24 * 3600
+"""The longest run timeout an execution may have (a year)."""
+
+
+def run_timeout_ms(value: float | timedelta | None, what: str = "run_timeout") -> int | None:
+    """A run timeout in milliseconds, validated (seconds or a timedelta; None: none).
+
+    Raises:
+        ConfigurationError: not positive, longer than a year, or not a duration.
+    """
+    raw: object = value  # callers may pass anything at run time
+    if raw is None:
+        return None
+    if isinstance(raw, timedelta):
+        seconds = raw.total_seconds()
+    elif isinstance(raw, int | float) and not isinstance(raw, bool):
+        seconds = float(raw)
+    else:
+        raise ConfigurationError(f"{what} must be seconds or a timedelta, not {type(raw).__name__}")
+    if not 0 < seconds <= MAX_RUN_TIMEOUT_SECONDS:  # also refuses NaN
+        raise ConfigurationError(
+            f"{what} must be positive and at most {MAX_RUN_TIMEOUT_SECONDS} s, not {seconds:g} s"
+        )
+    return max(1, round(seconds * 1000))
 
 
 class InvokeRequest(BaseModel):
@@ -21,10 +50,35 @@ class InvokeRequest(BaseModel):
         max_length=500,
         description="Starting twice with the same key returns the first execution.",
     )
-    queue: str | None = Field(default=None, max_length=200)
-    concurrency_key: str | None = Field(default=None, max_length=500)
+    queue: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        pattern=NAME_PATTERN,
+        description="Run in this queue (its limits apply) instead of the workflow's.",
+    )
+    concurrency_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=500,
+        description="Limits per key of the queue (e.g. a tenant id); without a queue, the "
+        "workflow's own queue is used.",
+    )
     priority: int = Field(default=0, ge=-1000, le=1000)
     initial_state: Any = Field(default=None, description="Initial value of ctx.state.")
+    run_timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_RUN_TIMEOUT_SECONDS,
+        allow_inf_nan=False,
+        description="Fail the execution (polos.WorkflowTimeoutError) once it has run this long; "
+        "overrides the workflow's own timeout.",
+    )
+    timeout_counts_waits: bool | None = Field(
+        default=None,
+        description="Whether time parked at waits (suspend, sleep, events, children) counts "
+        "against the run timeout; default: the workflow's setting (false unless it says so).",
+    )
 
 
 class BatchInvokeItem(InvokeRequest):
@@ -54,7 +108,7 @@ class AttemptInfo(BaseModel):
     """One finished attempt of an execution that did not succeed."""
 
     attempt: int
-    outcome: str = Field(description="failed | crashed | released | cancelled")
+    outcome: str = Field(description="failed | crashed | released | timed_out")
     worker_id: str | None = None
     ended_at: int
     error: ErrorInfo | None = None
@@ -99,7 +153,22 @@ class Execution(BaseModel):
     completed_at: int | None = None
     updated_at: int
     available_at: int = Field(description="When a queued execution may next be claimed.")
-    cancelled_by: str | None = None
+    cancelled_by: str | None = Field(
+        default=None,
+        description="Who cancelled it and why ('api', 'alice: reason', 'parent <id> "
+        "cancelled'...); completed_at says when.",
+    )
+    run_timeout_ms: int | None = Field(
+        default=None, description="Run timeout (the workflow's or the invocation's)."
+    )
+    timeout_counts_waits: bool = Field(
+        default=False, description="Whether time parked at waits counts against the run timeout."
+    )
+    deadline_at: int | None = Field(
+        default=None,
+        description="When the execution times out if it is still unfinished (set while it runs, "
+        "and while it waits when waits count); null otherwise.",
+    )
 
 
 class InvokeResponse(Execution):
@@ -182,7 +251,14 @@ class CancelRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    reason: str | None = Field(default=None, max_length=1000)
+    reason: str | None = Field(default=None, max_length=1000, description="Why (recorded).")
+    by: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Who cancels (a user or service name); recorded in cancelled_by "
+        "(default 'api').",
+    )
 
 
 class ErrorBody(BaseModel):

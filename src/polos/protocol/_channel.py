@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, TypeAdapter
 
 from ._common import ErrorInfo, RetryPolicySpec, StepKind, StepRecord
 from ._events import TOPIC_MAX_LENGTH, TOPIC_PATTERN, WaitKind
+from ._flow import NAME_PATTERN, RateLimitSpec
 
 CHANNEL_VERSION = 1
 """Bumped when the channel changes incompatibly; the orchestrator rejects other versions."""
@@ -57,6 +58,10 @@ class Hello(BaseModel):
     max_concurrent: int = Field(default=100, ge=1, le=100_000)
     workflows: list[WorkflowSpec]
     active: list[ActiveLease] = Field(default_factory=list)
+    rate_limits: list[RateLimitSpec] = Field(
+        default_factory=list,
+        description="Rate limits the worker defines (``Worker(rate_limits=)``).",
+    )
 
 
 class Heartbeat(BaseModel):
@@ -77,11 +82,14 @@ class ChildSpec(BaseModel):
     workflow_id: str = Field(min_length=1, max_length=200)
     payload: Any = None
     index: int = Field(default=0, ge=0, description="Position in a batch (results keep it).")
-    queue: str | None = Field(default=None, max_length=200)
-    concurrency_key: str | None = Field(default=None, max_length=500)
+    queue: str | None = Field(default=None, min_length=1, max_length=200, pattern=NAME_PATTERN)
+    concurrency_key: str | None = Field(default=None, min_length=1, max_length=500)
     priority: int = Field(default=0, ge=-1000, le=1000)
     has_state: bool = False
     initial_state: Any = None
+    run_timeout_ms: int | None = Field(
+        default=None, gt=0, le=366 * 24 * 3600 * 1000, description="The child's run timeout."
+    )
 
 
 class PublishSpec(BaseModel):

@@ -65,6 +65,7 @@ class StepKind(enum.StrEnum):
     INVOKE = "invoke"
     INVOKE_WAIT = "invoke_wait"
     PUBLISH = "publish"
+    ACQUIRE = "acquire"
     LLM = "llm"
     TOOL = "tool"
 

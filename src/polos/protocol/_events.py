@@ -94,6 +94,8 @@ class WaitKind(enum.StrEnum):
     """A point in time."""
     CHILD = "child"
     """Child executions to finish."""
+    ACQUIRE = "acquire"
+    """Units of a rate limit (``ctx.step.acquire``)."""
 
 
 class WaitInfo(BaseModel):

@@ -3,6 +3,7 @@
 from ._context import StepInfo, WorkflowContext, current_context, current_step
 from ._execute import AttemptInput, AttemptOutcome, error_info, run_attempt
 from ._fingerprint import fingerprint
+from ._flow import Queue, RateLimit, RateLimitGrant, queue
 from ._retry import (
     DEFAULT_MAX_RECOVERY_ATTEMPTS,
     DEFAULT_STEP_RETRY,
@@ -10,7 +11,7 @@ from ._retry import (
     RetryPolicy,
     qualified_name,
 )
-from ._runtime import LeaseLost, ParkRequest, StepRecorder, WaitPending
+from ._runtime import CancelSignal, LeaseLost, ParkRequest, StepRecorder, WaitPending
 from ._serialize import from_json_value, to_json_value, type_name
 from ._steps import BaseStep, StateBox
 from ._wait_steps import Step
@@ -23,7 +24,7 @@ from ._wait_types import (
     ResumeData,
     child_execution_id,
 )
-from ._workflow import InvokingClient, Queue, Workflow, queue, workflow
+from ._workflow import InvokingClient, Workflow, workflow
 
 __all__ = [
     "DEFAULT_MAX_RECOVERY_ATTEMPTS",
@@ -35,12 +36,15 @@ __all__ = [
     "BatchEventPayload",
     "BatchStepResult",
     "BatchWorkflowInput",
+    "CancelSignal",
     "ChildHandle",
     "EventPayload",
     "InvokingClient",
     "LeaseLost",
     "ParkRequest",
     "Queue",
+    "RateLimit",
+    "RateLimitGrant",
     "ResumeData",
     "RetryPolicy",
     "StateBox",

@@ -12,7 +12,7 @@ from polos.protocol import ErrorInfo, StepRecord
 
 from ._context import WorkflowContext, _current_context
 from ._retry import qualified_name
-from ._runtime import StepRecorder, WaitPending
+from ._runtime import CancelSignal, StepRecorder, WaitPending
 from ._serialize import to_json_value
 from ._steps import StateBox
 from ._wait_steps import Step
@@ -66,12 +66,18 @@ def error_info(exc: BaseException) -> ErrorInfo:
 
 
 async def run_attempt(
-    workflow: Workflow[Any], given: AttemptInput, recorder: StepRecorder
+    workflow: Workflow[Any],
+    given: AttemptInput,
+    recorder: StepRecorder,
+    *,
+    cancel: CancelSignal | None = None,
 ) -> AttemptOutcome:
     """Run (or replay) ``workflow`` for one attempt.
 
     Raises only :class:`~polos.sdk.LeaseLost` (the attempt was fenced off) and
-    cancellation; every other ending is an :class:`AttemptOutcome`.
+    cancellation (:class:`~polos.ExecutionCancelled` once ``cancel`` was set, a
+    plain ``asyncio.CancelledError`` otherwise); every other ending is an
+    :class:`AttemptOutcome`.
     """
     try:
         state_model = workflow.new_state(given.state, given.has_state)
@@ -85,6 +91,7 @@ async def run_attempt(
         state=box,
         code_fingerprint=workflow.fingerprint,
         recorded_fingerprint=given.code_fingerprint,
+        cancel=cancel,
     )
     ctx = WorkflowContext(
         execution_id=given.execution_id,

@@ -8,6 +8,7 @@ pattern), tests implement it in memory.
 
 from __future__ import annotations
 
+import concurrent.futures
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -31,6 +32,39 @@ class WaitPending(BaseException):
     ``except Exception`` does not catch it (``finally`` blocks still run). The
     execution continues in a later attempt, on any worker, when the wait ends.
     """
+
+
+class CancelSignal:
+    """Tells a running attempt that its execution was cancelled (or ran out of its run timeout).
+
+    The worker sets it, then cancels the attempt's task: the step being awaited
+    raises :class:`~polos.ExecutionCancelled` (instead of a bare
+    ``asyncio.CancelledError``), and so does every later ``ctx.step`` call. A
+    synchronous workflow (which runs in a thread that cannot be interrupted)
+    therefore stops at its next step call.
+    """
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self._calls: set[concurrent.futures.Future[Any]] = set()
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether :meth:`cancel` was called."""
+        return self.reason is not None
+
+    def cancel(self, reason: str) -> None:
+        """Mark the attempt cancelled and stop the steps a synchronous workflow is waiting on."""
+        self.reason = reason
+        for call in list(self._calls):
+            call.cancel()
+
+    def track(self, call: concurrent.futures.Future[Any]) -> None:
+        """Remember a step call made from a synchronous workflow's thread (until it is done)."""
+        self._calls.add(call)
+        call.add_done_callback(self._calls.discard)
+        if self.reason is not None:
+            call.cancel()
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,5 +103,9 @@ class StepRecorder(Protocol):
             WorkflowNotFoundError: a child's workflow is not registered.
         """
 
-    async def park(self, request: ParkRequest) -> None:
-        """Record a wait step and park the execution (same errors as :meth:`record_effect`)."""
+    async def park(self, request: ParkRequest) -> Any:
+        """Record a wait step and park the execution (same errors as :meth:`record_effect`).
+
+        Returns what the orchestrator answered: ``{"granted": ...}`` when an acquire
+        step got its units at once (the execution was not parked), else ``None``.
+        """

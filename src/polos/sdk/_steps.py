@@ -14,28 +14,59 @@ hand-made keys and a repeated name never silently reuses the first result.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 import random as _random
 import traceback
 import uuid as _uuid
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, overload
 
 import pydantic
 
-from polos.errors import ConfigurationError, NonDeterminismError, StepExecutionError
+from polos.errors import (
+    ConfigurationError,
+    ExecutionCancelled,
+    NonDeterminismError,
+    StepExecutionError,
+    StepTimeoutError,
+)
 from polos.protocol import ErrorInfo, StepKind, StepRecord, now_ms
 
 from ._context import StepInfo, _current_step
 from ._retry import DEFAULT_STEP_RETRY, RetryPolicy, qualified_name
-from ._runtime import StepRecorder
+from ._runtime import CancelSignal, StepRecorder
 from ._serialize import from_json_value, return_annotation, to_json_value, type_name
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 MAX_KEY_LENGTH = 200
+
+STEP_TIMEOUT_TYPE = "polos.StepTimeoutError"
+"""``error.type`` of a step whose last attempt ran out of its ``timeout``."""
+
+MAX_STEP_TIMEOUT_S = 366 * 24 * 3600.0
+
+
+def step_timeout_seconds(value: object) -> float | None:
+    """Validate a step's ``timeout=`` (seconds or a timedelta; None: no timeout)."""
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise ConfigurationError(
+            f"a step timeout must be seconds or a timedelta, not {type(value).__name__}"
+        )
+    if not 0 < seconds <= MAX_STEP_TIMEOUT_S:  # also refuses NaN
+        raise ConfigurationError(
+            f"a step timeout must be positive (and at most a year), not {seconds:g} s"
+        )
+    return seconds
 
 
 class StateBox:
@@ -79,6 +110,7 @@ class BaseStep:
         recorded_fingerprint: str | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: _random.Random | None = None,
+        cancel: CancelSignal | None = None,
     ) -> None:
         self._execution_id = execution_id
         self._history = {r.key: r for r in history}
@@ -88,6 +120,7 @@ class BaseStep:
         self._recorded_fingerprint = recorded_fingerprint
         self._sleep = sleep
         self._rng = rng or _random.Random()
+        self._cancel = cancel or CancelSignal()
         self._occurrences: dict[str, int] = {}
         self._seq = max((r.seq for r in history), default=0)
         self._pending: list[StepRecord] = []
@@ -99,6 +132,8 @@ class BaseStep:
     # ------------------------------------------------------------------ keys and replay
 
     def _next_key(self, key: str) -> str:
+        if self._cancel.reason is not None:  # every step call of a cancelled attempt stops here
+            raise ExecutionCancelled(self._cancel.reason)
         if not key:
             raise ConfigurationError(f"a step key must be a non-empty string, not {key!r}")
         if "#" in key:
@@ -179,25 +214,55 @@ class BaseStep:
     ) -> Any:
         """Run ``fn(*args, **kwargs)`` once, durably, and return its result.
 
-        ``fn`` may be sync (it runs in a thread) or async. It is retried per
-        ``retry_policy=`` (a keyword this method consumes; default: 3 attempts
-        with exponential backoff). Inside ``fn``, :func:`polos.current_step`
-        gives the step's idempotency key.
+        ``fn`` may be sync (it runs in a thread) or async. Two keywords are this
+        method's own, not passed to ``fn`` (wrap ``fn`` in a lambda or
+        ``functools.partial`` to give it arguments with these names):
+
+        * ``retry_policy=``: how failures are retried (default: 3 attempts with
+          exponential backoff);
+        * ``timeout=``: seconds (or a timedelta) each attempt may take. An async
+          ``fn`` is cancelled at the timeout; a sync ``fn`` cannot be stopped (its
+          thread finishes in the background) but the step stops waiting for it.
+          A timed-out attempt is retried per the policy.
+
+        Inside ``fn``, :func:`polos.current_step` gives the step's idempotency key.
 
         Raises:
             StepExecutionError: the function failed on every attempt (also on replay).
+            StepTimeoutError: the last attempt ran out of its ``timeout`` (also on replay).
             NonDeterminismError: the key was recorded as another kind of step.
+            ExecutionCancelled: the execution was cancelled (or timed out) meanwhile.
         """
         policy = kwargs.pop("retry_policy", None)
         if policy is not None and not isinstance(policy, RetryPolicy):
             raise ConfigurationError("retry_policy must be a polos.RetryPolicy")
+        timeout = step_timeout_seconds(kwargs.pop("timeout", None))
         full_key = self._next_key(key)
         record = self._replayed(full_key, StepKind.RUN, "run")
         if record is not None:
             return self._outcome(record, fn)
-        # Values recorded with uuid/now/random must be durable before any side effect uses them.
-        await self.flush()
-        return await self._execute(full_key, fn, args, kwargs, policy or DEFAULT_STEP_RETRY)
+        try:
+            # Values recorded with uuid/now/random must be durable before any side effect uses them.
+            await self.flush()
+            return await self._execute(
+                full_key, fn, args, kwargs, policy or DEFAULT_STEP_RETRY, timeout
+            )
+        except asyncio.CancelledError:
+            self._raise_if_cancelled()
+            raise
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep in this attempt (a short durable sleep); cancellation as in :meth:`run`."""
+        try:
+            await self._sleep(seconds)
+        except asyncio.CancelledError:
+            self._raise_if_cancelled()
+            raise
+
+    def _raise_if_cancelled(self) -> None:
+        """Turn the asyncio cancellation of a cancelled execution into ``ExecutionCancelled``."""
+        if self._cancel.reason is not None:
+            raise ExecutionCancelled(self._cancel.reason) from None
 
     def run_sync(
         self,
@@ -217,11 +282,17 @@ class BaseStep:
             raise ConfigurationError(
                 f"ctx.step.{call}() is only available inside a synchronous workflow"
             )
-        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
+        self._cancel.track(future)
+        try:
+            return future.result()
+        except concurrent.futures.CancelledError:  # an Exception: never let user code see it
+            raise ExecutionCancelled(self._cancel.reason or "cancelled") from None
 
     def _outcome(self, record: StepRecord, fn: Callable[..., Any]) -> Any:
         if record.error is not None:
-            raise StepExecutionError(
+            cls = StepTimeoutError if record.error.type == STEP_TIMEOUT_TYPE else StepExecutionError
+            raise cls(
                 record.key,
                 record.error.type,
                 record.error.message,
@@ -237,11 +308,12 @@ class BaseStep:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         policy: RetryPolicy,
+        timeout: float | None = None,
     ) -> Any:
         started = now_ms()
         self._in_flight[full_key] = started
         try:
-            return await self._attempts(full_key, fn, args, kwargs, policy, started)
+            return await self._attempts(full_key, fn, args, kwargs, policy, started, timeout)
         finally:
             del self._in_flight[full_key]
 
@@ -253,20 +325,25 @@ class BaseStep:
         kwargs: dict[str, Any],
         policy: RetryPolicy,
         started: int,
+        timeout: float | None = None,
     ) -> Any:
         attempt = 0
         while True:
             attempt += 1
             token = _current_step.set(StepInfo(self._execution_id, full_key, attempt))
             try:
-                result = await self._call(fn, args, kwargs)
+                if timeout is None:
+                    result = await self._call(fn, args, kwargs)
+                else:
+                    result = await self._call_with_timeout(full_key, fn, args, kwargs, timeout)
             except Exception as exc:
                 if attempt < policy.max_attempts and policy.is_retryable(exc):
                     await self._sleep(policy.delay(attempt, self._rng))
                     continue
+                timed_out = isinstance(exc, StepTimeoutError)
                 error = ErrorInfo(
-                    type=qualified_name(type(exc)),
-                    message=str(exc),
+                    type=STEP_TIMEOUT_TYPE if timed_out else qualified_name(type(exc)),
+                    message=exc.error_message if isinstance(exc, StepTimeoutError) else str(exc),
                     traceback="".join(traceback.format_exception(exc)),
                 )
                 record = self._new_record(
@@ -278,9 +355,8 @@ class BaseStep:
                     completed_at=now_ms(),
                 )
                 await self._recorder.record([record])
-                raise StepExecutionError(
-                    full_key, error.type, error.message, attempt, error.traceback
-                ) from exc
+                cls = StepTimeoutError if timed_out else StepExecutionError
+                raise cls(full_key, error.type, error.message, attempt, error.traceback) from exc
             finally:
                 _current_step.reset(token)
             output = to_json_value(result, f"step {full_key!r}")
@@ -295,6 +371,27 @@ class BaseStep:
             )
             await self._recorder.record([record])
             return result
+
+    @classmethod
+    async def _call_with_timeout(
+        cls,
+        full_key: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float,
+    ) -> Any:
+        """One attempt, given up after ``timeout`` seconds (a sync ``fn``'s thread runs on)."""
+        scope = asyncio.timeout(timeout)
+        try:
+            async with scope:
+                return await cls._call(fn, args, kwargs)
+        except TimeoutError:
+            if not scope.expired():
+                raise  # the function's own TimeoutError
+            raise StepTimeoutError(
+                full_key, STEP_TIMEOUT_TYPE, f"step {full_key!r} timed out after {timeout:g} s"
+            ) from None
 
     @staticmethod
     async def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -22,6 +22,7 @@ import pydantic
 
 from polos.errors import ChildWorkflowError, ConfigurationError, WaitTimeoutError
 from polos.protocol import (
+    AcquireSpec,
     ChildSpec,
     ErrorInfo,
     PublishSpec,
@@ -30,8 +31,10 @@ from polos.protocol import (
     WaitKind,
     WaitSpec,
     now_ms,
+    run_timeout_ms,
 )
 
+from ._flow import RateLimit, RateLimitGrant
 from ._runtime import ParkRequest, WaitPending
 from ._serialize import to_json_value
 from ._steps import BaseStep
@@ -83,7 +86,7 @@ def _workflow_id(target: Workflow[Any] | str) -> str:
 def _one(
     workflow: Workflow[Any] | str, payload: Any, options: dict[str, Any]
 ) -> BatchWorkflowInput:
-    allowed = {"initial_state", "queue", "concurrency_key", "priority"}
+    allowed = {"initial_state", "queue", "concurrency_key", "priority", "run_timeout"}
     unknown = sorted(set(options) - allowed)
     if unknown:
         raise ConfigurationError(
@@ -107,6 +110,20 @@ class Step(BaseStep):
         children: Sequence[ChildSpec] = (),
     ) -> NoReturn:
         """Record the wait and end the attempt (raises :class:`WaitPending`)."""
+        await self._send_wait(full_key, kind, spec, started=started, children=children)
+        self.parked = True
+        raise WaitPending(f"execution {self._execution_id} waits at step {full_key!r}")
+
+    async def _send_wait(
+        self,
+        full_key: str,
+        kind: StepKind,
+        spec: WaitSpec,
+        *,
+        started: int,
+        children: Sequence[ChildSpec] = (),
+    ) -> Any:
+        """Record a wait step; returns what the orchestrator answered (e.g. a grant)."""
         if self._in_flight:
             running = ", ".join(repr(k) for k in sorted(self._in_flight))
             raise ConfigurationError(
@@ -118,7 +135,7 @@ class Step(BaseStep):
         has_state, state = self._state.changed_snapshot()
         self._seq += 1
         try:
-            await self._recorder.park(
+            answer = await self._recorder.park(
                 ParkRequest(
                     key=full_key,
                     seq=self._seq,
@@ -133,8 +150,7 @@ class Step(BaseStep):
         except Exception:
             self._state.recorded_json = previous  # the snapshot was not recorded
             raise
-        self.parked = True
-        raise WaitPending(f"execution {self._execution_id} waits at step {full_key!r}")
+        return answer
 
     @staticmethod
     def _raise_timeout(record: StepRecord) -> None:
@@ -212,7 +228,7 @@ class Step(BaseStep):
             until = int((record.output or {}).get("until", 0))
             remaining = until - now_ms()
             if remaining > 0:  # an in-process sleep that a crash interrupted
-                await self._sleep(remaining / 1000)
+                await self._pause(remaining / 1000)
             return
         started = now_ms()
         due = int(due_of(started))
@@ -232,7 +248,7 @@ class Step(BaseStep):
             )
             await self.flush()
             if remaining_s > 0:
-                await self._sleep(remaining_s)
+                await self._pause(remaining_s)
             return
         spec = WaitSpec(kind=WaitKind.SLEEP, expires_at=due)
         await self._park(full_key, StepKind.SLEEP, spec, started=started)
@@ -305,6 +321,9 @@ class Step(BaseStep):
                     priority=item.priority,
                     has_state=item.initial_state is not None,
                     initial_state=to_json_value(item.initial_state, what),
+                    run_timeout_ms=run_timeout_ms(
+                        item.run_timeout, f"run_timeout of child {index}"
+                    ),
                 )
             )
         return specs
@@ -326,7 +345,8 @@ class Step(BaseStep):
     ) -> ChildHandle:
         """Start a child execution and go on at once (fire and forget); returns its handle.
 
-        ``options``: ``initial_state``, ``queue``, ``concurrency_key``, ``priority``.
+        ``options``: ``initial_state``, ``queue``, ``concurrency_key``, ``priority``,
+        ``run_timeout``.
         """
         handles = await self._start_children(key, [_one(workflow, payload, options)], "invoke")
         return handles[0]
@@ -410,6 +430,74 @@ class Step(BaseStep):
         spec = WaitSpec(kind=WaitKind.CHILD, data={"batch": True})
         await self._park(full_key, StepKind.INVOKE_WAIT, spec, started=now_ms(), children=specs)
 
+    # ------------------------------------------------------------------ rate limits
+
+    async def acquire(
+        self,
+        limit: str | RateLimit,
+        units: int = 1,
+        *,
+        key: str | None = None,
+        timeout: float | timedelta | None = None,
+        step_key: str | None = None,
+    ) -> RateLimitGrant:
+        """Take ``units`` of a rate limit, waiting (parked, holding no worker) until it has room.
+
+        ``limit`` is a rate limit's name (defined with ``Worker(rate_limits=[...])``, a
+        queue's ``rate_limit``, or ``client.set_rate_limit``) or a :class:`RateLimit`,
+        which defines (or updates) it too. ``key`` gives each key its own window of the
+        same limit (a tenant, a user). The grant is a step (``acquire:<limit>`` unless
+        ``step_key`` is given): replay returns it without taking units again. Units are
+        never given back; they leave the window when ``period`` has passed.
+
+        Raises:
+            WaitTimeoutError: no room before ``timeout``.
+            StepExecutionError: the limit is unknown, or ``units`` exceeds it.
+        """
+        name = limit.name if isinstance(limit, RateLimit) else limit
+        given: object = units  # callers may pass anything at run time
+        if isinstance(given, bool) or not isinstance(given, int) or units < 1:
+            raise ConfigurationError(f"acquire units must be a positive integer, not {units!r}")
+        full_key = self._next_key(step_key or f"acquire:{name}")
+        record = self._replayed(full_key, StepKind.ACQUIRE, "acquire")
+        if record is not None:
+            self._raise_timeout(record)
+            return RateLimitGrant.model_validate(_grant_fields(record.output))
+        started = now_ms()
+        try:
+            request = AcquireSpec(
+                limit=name,
+                units=units,
+                key=key or "",
+                deadline=_expiry(started, timeout),
+                define=limit.spec() if isinstance(limit, RateLimit) else None,
+            )
+        except pydantic.ValidationError as exc:
+            raise ConfigurationError(
+                f"invalid acquire of {name!r}: {exc.errors()[0]['msg']}"
+            ) from None
+        spec = WaitSpec(kind=WaitKind.ACQUIRE, data=request.model_dump(mode="json"))
+        answer = await self._send_wait(full_key, StepKind.ACQUIRE, spec, started=started)
+        if isinstance(answer, dict) and "granted" in answer:
+            return RateLimitGrant.model_validate(_grant_fields(answer["granted"]))
+        self.parked = True
+        raise WaitPending(f"execution {self._execution_id} waits for rate limit {name!r}")
+
+    def acquire_sync(
+        self,
+        limit: str | RateLimit,
+        units: int = 1,
+        *,
+        key: str | None = None,
+        timeout: float | timedelta | None = None,
+        step_key: str | None = None,
+    ) -> RateLimitGrant:
+        """:meth:`acquire` for synchronous workflows."""
+        return self._in_loop(
+            "acquire_sync",
+            self.acquire(limit, units, key=key, timeout=timeout, step_key=step_key),
+        )
+
     # ------------------------------------------------------------------ synchronous workflows
 
     def suspend_sync(
@@ -458,3 +546,12 @@ class Step(BaseStep):
             error=ErrorInfo.model_validate(raw_error) if raw_error else None,
             status=status,
         )
+
+
+def _grant_fields(output: Any) -> dict[str, Any]:
+    """A recorded grant as RateLimitGrant fields (``granted_at`` is epoch ms on the wire)."""
+    fields = dict(output or {})
+    at = fields.get("granted_at")
+    if isinstance(at, int | float):
+        fields["granted_at"] = datetime.fromtimestamp(at / 1000, tz=UTC)
+    return fields

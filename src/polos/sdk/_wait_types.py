@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
@@ -86,6 +87,7 @@ class BatchWorkflowInput:
         queue: run it on this queue.
         concurrency_key: its concurrency key.
         priority: higher runs first.
+        run_timeout: its run timeout (seconds or a timedelta), instead of its workflow's.
     """
 
     id: Workflow[Any] | str
@@ -94,6 +96,7 @@ class BatchWorkflowInput:
     queue: str | None = None
     concurrency_key: str | None = None
     priority: int = 0
+    run_timeout: float | timedelta | None = None
 
 
 class BatchStepResult(BaseModel):

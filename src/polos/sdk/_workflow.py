@@ -5,17 +5,18 @@ from __future__ import annotations
 import inspect
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Generic, Literal, Protocol, TypeVar, overload
 
 import pydantic
 
 from polos.errors import ConfigurationError, PayloadValidationError
-from polos.protocol import WorkflowSpec
+from polos.protocol import WorkflowSpec, run_timeout_ms
 
 from ._fingerprint import fingerprint
+from ._flow import Queue, queue_option
 from ._retry import DEFAULT_MAX_RECOVERY_ATTEMPTS, DEFAULT_WORKFLOW_RETRY, RetryPolicy
+from ._schedules import schedule_option
 from ._serialize import from_json_value, return_annotation, to_json_value
 from ._wait_types import BatchEventPayload, EventPayload
 
@@ -23,41 +24,11 @@ R = TypeVar("R")
 _ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.:/")
 
 
-@dataclass(frozen=True, slots=True)
-class Queue:
-    """A named queue shared by workflows; its limit holds across all workers.
-
-    Attributes:
-        name: the queue's name.
-        concurrency_limit: how many executions of the queue may run at once (None: no limit).
-    """
-
-    name: str
-    concurrency_limit: int | None = None
-
-
-def queue(name: str, concurrency_limit: int | None = None) -> Queue:
-    """Shorthand for :class:`Queue`."""
-    return Queue(name, concurrency_limit)
-
-
 class InvokingClient(Protocol):
     """What :meth:`Workflow.run` needs from a client (``PolosClient`` provides it)."""
 
     async def invoke(self, workflow_id: str, payload: Any = None, **options: Any) -> Any:
         """Start an execution; returns a handle with ``result()``."""
-
-
-def _queue_option(value: str | Queue | Mapping[str, Any] | None) -> dict[str, Any] | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return {"name": value}
-    if isinstance(value, Queue):
-        return {"name": value.name, "concurrency_limit": value.concurrency_limit}
-    if isinstance(value, Mapping):
-        return dict(value)
-    raise ConfigurationError(f"queue must be a name, a Queue or a dict, not {type(value).__name__}")
 
 
 def _payload_annotation(fn: Callable[..., Any], param: inspect.Parameter) -> Any:
@@ -250,6 +221,7 @@ def workflow(
     retry: RetryPolicy | None = None,
     max_recovery_attempts: int = DEFAULT_MAX_RECOVERY_ATTEMPTS,
     timeout: float | timedelta | None = None,
+    timeout_counts_waits: bool = False,
 ) -> Callable[[Callable[..., Any]], Workflow[Any]]: ...
 
 
@@ -268,6 +240,7 @@ def workflow(
     retry: RetryPolicy | None = None,
     max_recovery_attempts: int = DEFAULT_MAX_RECOVERY_ATTEMPTS,
     timeout: float | timedelta | None = None,
+    timeout_counts_waits: bool = False,
 ) -> Workflow[Any] | Callable[[Callable[..., Any]], Workflow[Any]]:
     """Declare a durable workflow: ``@workflow`` or ``@workflow(id="...", ...)``.
 
@@ -277,6 +250,15 @@ def workflow(
     recovered, up to ``max_recovery_attempts`` times. ``queue``, ``trigger_on_event``,
     ``batch_size``, ``batch_timeout_seconds``, ``schedule`` and ``timeout`` are
     registered with the orchestrator.
+
+    ``timeout`` (seconds or a timedelta) is the run timeout: an execution that has
+    run that long ends ``failed`` with ``polos.WorkflowTimeoutError`` (not retried),
+    its coroutine is cancelled and its children are cancelled. It counts the time
+    the execution runs on workers, over all attempts; time parked at a wait (a
+    suspend, a durable sleep, an event, child workflows) does not count unless
+    ``timeout_counts_waits=True``, which counts everything from the first start
+    (that setting also applies to a per-invocation ``run_timeout``, which overrides
+    ``timeout``).
     """
     if batch_size < 1:
         raise ConfigurationError("batch_size must be at least 1")
@@ -290,14 +272,16 @@ def workflow(
             f"trigger_on_event must be a topic of 1-300 characters without spaces, "
             f"not {trigger_on_event!r}"
         )
-    timeout_s = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+    timeout_ms = run_timeout_ms(timeout, "timeout")
+    timeout_s = timeout_ms / 1000 if timeout_ms is not None else None
     options = {
-        "queue": _queue_option(queue),
+        "queue": queue_option(queue),
         "trigger_on_event": trigger_on_event,
         "batch_size": batch_size if batch_size != 1 else None,
         "batch_timeout_seconds": batch_timeout_seconds,
-        "schedule": dict(schedule) if isinstance(schedule, Mapping) else schedule,
+        "schedule": schedule_option(schedule, trigger_on_event),
         "timeout_seconds": timeout_s,
+        "timeout_counts_waits": True if timeout_counts_waits else None,
     }
 
     def decorate(func: Callable[..., Any]) -> Workflow[Any]:

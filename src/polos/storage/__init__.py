@@ -14,6 +14,7 @@ from ._batcher import WriteBatcher
 from ._codec import dumps, loads, new_id
 from ._creates import NO_WORKFLOW
 from ._errors import _safe_url
+from ._listen import cancel_targets
 from ._migrate import Migration, migrate, migrations
 from ._ops import (
     OK,
@@ -28,6 +29,7 @@ from ._ops import (
     FailOp,
     Fired,
     FireDueOp,
+    Granted,
     Published,
     PublishOp,
     RecordStepOp,
@@ -39,6 +41,21 @@ from ._ops import (
     WaitOp,
     WriteOp,
     WriteResult,
+)
+from ._schedules import (
+    FiredSlots,
+    ScheduleRefused,
+    ScheduleStore,
+    schedule_id,
+)
+from ._schedules import (
+    decode_cursor as decode_schedule_cursor,
+)
+from ._schedules import (
+    encode_cursor as encode_schedule_cursor,
+)
+from ._schedules import (
+    queue_name as schedule_queue,
 )
 from ._store import Store, unit_random
 from ._tables import metadata
@@ -130,6 +147,8 @@ __all__ = [
     "FailOp",
     "FireDueOp",
     "Fired",
+    "FiredSlots",
+    "Granted",
     "Migration",
     "PublishOp",
     "Published",
@@ -138,14 +157,19 @@ __all__ = [
     "ReleaseOp",
     "ResumeOp",
     "Resumed",
+    "ScheduleRefused",
+    "ScheduleStore",
     "Store",
     "Transition",
     "WaitOp",
     "WriteBatcher",
     "WriteOp",
     "WriteResult",
+    "cancel_targets",
+    "decode_schedule_cursor",
     "describe_url",
     "dumps",
+    "encode_schedule_cursor",
     "loads",
     "metadata",
     "migrate",
@@ -153,5 +177,7 @@ __all__ = [
     "new_id",
     "normalize_url",
     "open_store",
+    "schedule_id",
+    "schedule_queue",
     "unit_random",
 ]

@@ -106,6 +106,9 @@ def execution_from_row(row: Mapping[Any, Any]) -> Execution:
         updated_at=row["updated_at"],
         available_at=row["available_at"],
         cancelled_by=row["cancelled_by"],
+        run_timeout_ms=row["run_timeout_ms"],
+        timeout_counts_waits=bool(row["timeout_counts_waits"]),
+        deadline_at=row["deadline_at"],
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,11 +21,45 @@ NO_WORKFLOW = "no_workflow"
 _INSERT_EXECUTION = sa.text(
     "INSERT INTO executions (id, project_id, workflow_id, status, payload, state, retry, "
     "max_recovery_attempts, parent_id, root_id, parent_step_key, parent_index, idempotency_key, "
-    "queue, concurrency_key, priority, trigger_event, created_at, updated_at, available_at) "
+    "queue, concurrency_key, priority, trigger_event, run_timeout_ms, timeout_counts_waits, "
+    "schedule_id, created_at, updated_at, available_at) "
     "VALUES (:id, :project_id, :workflow_id, 'queued', :payload, :state, :retry, "
     ":max_recovery_attempts, :parent_id, :root_id, :parent_step_key, :parent_index, "
-    ":idempotency_key, :queue, :concurrency_key, :priority, :trigger_event, :now, :now, :now)"
+    ":idempotency_key, :queue, :concurrency_key, :priority, :trigger_event, :run_timeout_ms, "
+    ":timeout_counts_waits, :schedule_id, :now, :now, :now)"
 )
+# A queue named at invoke time that nobody declared: created without limits, so that
+# it shows in the queue listing and can be given limits later.
+_ENSURE_QUEUE = sa.text(
+    "INSERT INTO queues (project_id, name, created_at, updated_at) "
+    "VALUES (:project_id, :name, :now, :now) ON CONFLICT DO NOTHING"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _WorkflowDefaults:
+    """What a new execution takes from its workflow's registration."""
+
+    retry: str
+    max_recovery_attempts: int
+    queue: str | None
+    run_timeout_ms: int | None
+    timeout_counts_waits: bool
+
+    @classmethod
+    def from_row(
+        cls, retry: str, max_recovery_attempts: int, options_json: str
+    ) -> _WorkflowDefaults:
+        options = loads(options_json) or {}
+        queue = options.get("queue")
+        timeout = options.get("timeout_seconds")
+        return cls(
+            retry=retry,
+            max_recovery_attempts=max_recovery_attempts,
+            queue=queue.get("name") if isinstance(queue, dict) else None,
+            run_timeout_ms=int(timeout * 1000) if isinstance(timeout, int | float) else None,
+            timeout_counts_waits=bool(options.get("timeout_counts_waits", False)),
+        )
 
 
 def create_many(
@@ -54,16 +89,20 @@ def create_many(
         existing_ids = {r["id"]: execution_from_row(r) for r in rows.all()}
     wanted = {(op.project_id, op.workflow_id) for _, op in creates}
     policies = {
-        (r.project_id, r.id): (r.retry, r.max_recovery_attempts)
+        (r.project_id, r.id): _WorkflowDefaults.from_row(
+            r.retry, r.max_recovery_attempts, r.options
+        )
         for r in conn.execute(
             sa.select(
                 t.workflows.c.project_id,
                 t.workflows.c.id,
                 t.workflows.c.retry,
                 t.workflows.c.max_recovery_attempts,
+                t.workflows.c.options,
             ).where(t.workflows.c.id.in_(sorted({w for _, w in wanted})))
         ).all()
     }
+    new_queues: set[tuple[str, str]] = set()
     rows_to_insert: list[dict[str, Any]] = []
     for index, op in creates:
         key = (op.project_id, op.idempotency_key) if op.idempotency_key else None
@@ -79,6 +118,19 @@ def create_many(
             continue
         execution_id = op.execution_id or new_id()
         root_id = op.root_id or execution_id
+        queue = op.queue or policy.queue
+        if queue is None and op.concurrency_key is not None:
+            queue = op.workflow_id  # a concurrency key needs a queue: the workflow's own
+        if queue is not None and queue != policy.queue:  # declared queues exist already
+            new_queues.add((op.project_id, queue))
+        run_timeout_ms = (
+            op.run_timeout_ms if op.run_timeout_ms is not None else policy.run_timeout_ms
+        )
+        counts_waits = (
+            op.timeout_counts_waits
+            if op.timeout_counts_waits is not None
+            else policy.timeout_counts_waits
+        )
         rows_to_insert.append(
             {
                 "id": execution_id,
@@ -86,17 +138,20 @@ def create_many(
                 "workflow_id": op.workflow_id,
                 "payload": op.payload_json,
                 "state": op.state_json,
-                "retry": policy[0],
-                "max_recovery_attempts": policy[1],
+                "retry": policy.retry,
+                "max_recovery_attempts": policy.max_recovery_attempts,
                 "parent_id": op.parent_id,
                 "root_id": root_id,
                 "parent_step_key": op.parent_step_key,
                 "parent_index": op.parent_index,
                 "idempotency_key": op.idempotency_key,
-                "queue": op.queue,
+                "queue": queue,
                 "concurrency_key": op.concurrency_key,
                 "priority": op.priority,
                 "trigger_event": op.trigger_event_json,
+                "run_timeout_ms": run_timeout_ms,
+                "timeout_counts_waits": counts_waits,
+                "schedule_id": op.schedule_id,
                 "now": now,
             }
         )
@@ -113,17 +168,21 @@ def create_many(
             parent_step_key=op.parent_step_key,
             trigger_event=loads(op.trigger_event_json),
             idempotency_key=op.idempotency_key,
-            queue=op.queue,
+            queue=queue,
             concurrency_key=op.concurrency_key,
             priority=op.priority,
             created_at=now,
             updated_at=now,
             available_at=now,
+            run_timeout_ms=run_timeout_ms,
+            timeout_counts_waits=bool(counts_waits),
         )
         if key is not None:
             existing[key] = execution  # a repeat later in this batch gets this one
         results[index] = Created(execution, created=True)
     if rows_to_insert:
+        for project_id, name in sorted(new_queues):
+            conn.execute(_ENSURE_QUEUE, {"project_id": project_id, "name": name, "now": now})
         conn.execute(_INSERT_EXECUTION, rows_to_insert)
     return results
 
@@ -174,6 +233,7 @@ def create_children(
                 parent_step_key=step_key,
                 execution_id=c.execution_id,
                 parent_index=c.index,
+                run_timeout_ms=c.run_timeout_ms,
             ),
         )
         for i, c in enumerate(children)

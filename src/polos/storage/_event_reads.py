@@ -66,9 +66,18 @@ def list_waits(
     return items, next_cursor
 
 
+_NEXT_DUE = sa.select(
+    sa.select(sa.func.min(t.waits.c.expires_at)).scalar_subquery(),
+    sa.select(sa.func.min(t.triggers.c.batch_due_at)).scalar_subquery(),
+    # an execution's run timeout (served by the partial index ix_executions_deadline)
+    sa.select(sa.func.min(t.executions.c.deadline_at))
+    .where(t.executions.c.deadline_at.is_not(None))
+    .scalar_subquery(),
+)
+
+
 def next_due(conn: Connection) -> int | None:
-    """The earliest wait expiry or trigger batch deadline (epoch ms), if any."""
-    wait = conn.scalar(sa.select(sa.func.min(t.waits.c.expires_at)))
-    batch = conn.scalar(sa.select(sa.func.min(t.triggers.c.batch_due_at)))
-    due = [int(v) for v in (wait, batch) if v is not None]
+    """The earliest wait expiry, trigger batch deadline or run timeout (epoch ms), if any."""
+    row = conn.execute(_NEXT_DUE).one()
+    due = [int(v) for v in row if v is not None]
     return min(due) if due else None

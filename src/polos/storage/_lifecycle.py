@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,18 +27,52 @@ RUNNING = ExecutionStatus.RUNNING.value
 ACTIVE_STATUSES = (QUEUED, RUNNING, ExecutionStatus.WAITING.value)
 
 
-def claim(conn: Connection, statement: sa.TextClause, op: ClaimOp, now: int) -> list[Task]:
-    """Claim up to ``op.limit`` queued executions for a worker; the tasks carry their history."""
-    rows = (
-        (
-            conn.execute(
-                statement,
-                {"w": op.worker_id, "p": op.project_id, "now": now, "n": op.limit},
-            )
+def attempt_stopped(now: int, *, finished: bool = False) -> dict[str, Any]:
+    """Column values for a running attempt that stops (parked, requeued, failed, finished).
+
+    Its running time (``now - claimed_at``) is added to ``run_elapsed_ms``, which the
+    next claim subtracts from the run timeout. The deadline is cleared, except for an
+    unfinished execution whose waits count against its timeout: its deadline is
+    absolute and stays, so that it times out while queued or waiting too.
+    """
+    ex = t.executions
+    return {
+        "run_elapsed_ms": ex.c.run_elapsed_ms + now - sa.func.coalesce(ex.c.claimed_at, now),
+        "claimed_at": None,
+        "deadline_at": None
+        if finished
+        else sa.case((ex.c.timeout_counts_waits, ex.c.deadline_at), else_=sa.null()),
+    }
+
+
+def claim(
+    conn: Connection,
+    statement: sa.TextClause,
+    by_ids: sa.TextClause,
+    picked: Sequence[str],
+    op: ClaimOp,
+    now: int,
+) -> list[Task]:
+    """Claim up to ``op.limit`` queued executions for a worker; the tasks carry their history.
+
+    ``picked`` are executions of limited queues already chosen within their limits
+    (:meth:`FlowWrites.pick`); the rest of the worker's room goes to executions
+    without a queue (``statement``).
+    """
+    rows: list[Any] = []
+    if picked:
+        rows = list(
+            conn.execute(by_ids, {"w": op.worker_id, "now": now, "ids": list(picked)})
+            .mappings()
+            .all()
         )
-        .mappings()
-        .all()
-    )
+    room = op.limit - len(rows)
+    if room > 0:
+        rows.extend(
+            conn.execute(statement, {"w": op.worker_id, "p": op.project_id, "now": now, "n": room})
+            .mappings()
+            .all()
+        )
     if not rows:
         return []
     history: dict[str, list[StepRecord]] = {}
@@ -105,6 +140,7 @@ def fail(conn: Connection, op: FailOp, now: int) -> str:
         "attempts": dumps(attempts),
         "worker_id": None,
         "updated_at": now,
+        **attempt_stopped(now),
     }
     if op.state_json is not None:
         values["state"] = op.state_json
@@ -118,7 +154,9 @@ def fail(conn: Connection, op: FailOp, now: int) -> str:
         values.update(status=QUEUED, available_at=now + policy.delay_ms(failed, op.unit_random))
         status = QUEUED
     else:
-        values.update(status="failed", error=op.error.model_dump_json(), completed_at=now)
+        values.update(
+            status="failed", error=op.error.model_dump_json(), completed_at=now, deadline_at=None
+        )
         status = "failed"
     conn.execute(
         ex.update().where(ex.c.id == op.execution_id, ex.c.epoch == op.epoch).values(**values)
@@ -147,13 +185,20 @@ def cancel(conn: Connection, op: CancelOp, now: int) -> Cancelled:
         "completed_at": now,
         "updated_at": now,
         "worker_id": None,
+        "deadline_at": None,
         "cancelled_by": op.cancelled_by,
         "error": ErrorInfo(
             type="polos.ExecutionCancelled", message=f"cancelled by {op.cancelled_by}"
         ).model_dump_json(),
     }
     conn.execute(ex.update().where(ex.c.id == op.execution_id).values(**values))
-    descendants = _cancel_descendants(conn, op.execution_id, now)
+    descendants = cancel_descendants(
+        conn,
+        op.execution_id,
+        now,
+        cancelled_by=f"ancestor {op.execution_id} cancelled by {op.cancelled_by}",
+        message=f"cancelled with its ancestor {op.execution_id}",
+    )
     WaitWrites.drop(conn, [op.execution_id, *(d for d, _ in descendants)])
     merged = dict(row)
     merged.update(values)
@@ -165,8 +210,14 @@ def cancel(conn: Connection, op: CancelOp, now: int) -> Cancelled:
     )
 
 
-def _cancel_descendants(
-    conn: Connection, root: str, now: int, max_depth: int = 100
+def cancel_descendants(
+    conn: Connection,
+    root: str,
+    now: int,
+    *,
+    cancelled_by: str,
+    message: str,
+    max_depth: int = 100,
 ) -> list[tuple[str, str | None]]:
     """Cancel every unfinished execution below ``root``: (id, worker id) of each."""
     ex = t.executions
@@ -188,10 +239,10 @@ def _cancel_descendants(
                     completed_at=now,
                     updated_at=now,
                     worker_id=None,
-                    cancelled_by=f"parent {root} cancelled",
+                    deadline_at=None,
+                    cancelled_by=cancelled_by,
                     error=ErrorInfo(
-                        type="polos.ExecutionCancelled",
-                        message=f"cancelled with its ancestor {root}",
+                        type="polos.ExecutionCancelled", message=message
                     ).model_dump_json(),
                 )
             )

@@ -9,10 +9,38 @@ listening connection was down delays work by at most a poll interval.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 log = logging.getLogger("polos.storage")
+
+_MAX_REASON = 300
+
+
+def cancel_items(targets: Sequence[tuple[str, str, str]]) -> list[str]:
+    """NOTIFY items for the cancel channel: one JSON ``[worker, execution, reason]`` each."""
+    return [json.dumps([w, e, reason[:_MAX_REASON]]) for w, e, reason in targets]
+
+
+def cancel_targets(payload: str) -> list[tuple[str, str, str]]:
+    """Parse a cancel-channel payload: (worker id, execution id, reason) items.
+
+    Also reads the older ``worker_id execution_id`` form (one item, no reason).
+    """
+    if not payload.startswith("["):
+        worker_id, _, execution_id = payload.partition(" ")
+        return [(worker_id, execution_id, "cancelled")] if execution_id else []
+    try:
+        items = json.loads(f"[{payload}]")
+    except ValueError:
+        log.warning("ignoring a malformed cancel notification: %.200s", payload)
+        return []
+    return [
+        (str(item[0]), str(item[1]), str(item[2]))
+        for item in items
+        if isinstance(item, list) and len(item) == 3
+    ]
 
 
 def libpq_url(sqlalchemy_url: str) -> str:

@@ -47,6 +47,12 @@ class CreateExecution:
     """A given id (children: derived from the parent); None: a fresh one."""
     parent_index: int | None = None
     trigger_event_json: str | None = None
+    run_timeout_ms: int | None = None
+    """Run timeout of this execution; None: the workflow's ``timeout`` (if any)."""
+    timeout_counts_waits: bool | None = None
+    """Whether time parked in waits counts against the run timeout; None: the workflow's."""
+    schedule_id: str | None = None
+    """The schedule that started this execution."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +91,16 @@ class WaitOp:
     spec: WaitSpec
     children: tuple[ChildSpec, ...] = ()
     state_json: str | None = None
+    project_id: str = ""
+    """The worker's project (set by the orchestrator; rate limits are looked up in it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Granted:
+    """Result of an acquire :class:`WaitOp` whose units were granted at once: the execution
+    keeps running and the step is recorded with ``output_json``."""
+
+    output_json: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +145,7 @@ class Resumed:
 
 @dataclass(frozen=True, slots=True)
 class FireDueOp:
-    """Fire due timers, time out expired waits and flush due trigger batches."""
+    """Fire due timers, time out expired waits and executions, flush due trigger batches."""
 
     limit: int = 500
 
@@ -140,6 +156,10 @@ class Fired:
 
     waits: int
     started: int
+    timed_out: int = 0
+    """Executions failed because they ran out of their run timeout."""
+    stop: list[tuple[str, str, str]] = field(default_factory=list)
+    """Executions the sweep ended while a worker ran them: (worker id, execution id, reason)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +251,9 @@ WriteOp = (
     | ResumeOp
     | FireDueOp
 )
-WriteResult = Created | str | list[Task] | Cancelled | Published | Resumed | Fired | Rejected
+WriteResult = (
+    Created | str | list[Task] | Cancelled | Published | Resumed | Fired | Rejected | Granted
+)
 
 
 @dataclass(slots=True)

@@ -20,6 +20,8 @@ from sqlalchemy.engine import Connection, Engine
 from polos.protocol import (
     Event,
     Execution,
+    QueueList,
+    RateLimitSpec,
     StepRecord,
     WaitInfo,
     WorkerInfo,
@@ -32,14 +34,18 @@ from . import _event_reads
 from . import _tables as t
 from ._codec import dumps, execution_from_row, loads, step_from_row
 from ._errors import translate_errors
-from ._lifecycle import QUEUED, RUNNING
-from ._listen import listen_forever
+from ._flow import set_rate_limit, sync_flow
+from ._flow_reads import list_queues
+from ._lifecycle import RUNNING
+from ._listen import cancel_items, listen_forever
 from ._ops import (
     BatchOutcome,
     RecordStepOp,
     Transition,
     WriteOp,
 )
+from ._schedule_sync import sync_schedules
+from ._schedules import ScheduleStore
 from ._writes import CANCEL_CHANNEL, Dialect, Writes, notify
 
 if TYPE_CHECKING:  # the asyncio engine is only used (and greenlet only needed) for PostgreSQL
@@ -51,6 +57,11 @@ T = TypeVar("T")
 # Built once: SQLAlchemy then finds the compiled form in its cache instead of rebuilding it.
 _SELECT_EXECUTION = sa.select(t.executions).where(
     t.executions.c.id == sa.bindparam("id"), t.executions.c.project_id == sa.bindparam("project_id")
+)
+_NEXT_AVAILABLE = sa.text(
+    "SELECT MIN(x) FROM (SELECT MIN(available_at) AS x FROM executions "
+    "WHERE status = 'queued' AND available_at > :after UNION ALL "
+    "SELECT MIN(rate_blocked_until) AS x FROM queues WHERE rate_blocked_until > :after) u"
 )
 _SELECT_STEPS = (
     sa.select(t.steps).where(t.steps.c.execution_id == sa.bindparam("id")).order_by(t.steps.c.seq)
@@ -83,6 +94,8 @@ class Store:
         self._async_engine = async_engine
         self._async_reads = async_reads or async_engine
         self._migrator = ThreadPoolExecutor(1, thread_name_prefix="polos-db-migrate")
+        self.schedules = ScheduleStore(self)
+        """Cron schedules: create, change, trigger, fire due slots."""
 
     # ------------------------------------------------------------------ plumbing
 
@@ -169,6 +182,7 @@ class Store:
         workflows: Sequence[WorkflowSpec],
         active: Mapping[str, int],
         lease_ms: int,
+        rate_limits: Sequence[RateLimitSpec] = (),
     ) -> list[str]:
         """Record a (re)connecting worker and the workflows it serves.
 
@@ -231,6 +245,8 @@ class Store:
                     ],
                 )
             self._writes.events.sync_triggers(conn, project_id, workflows, now)
+            sync_schedules(conn, project_id, workflows, now)
+            sync_flow(conn, project_id, workflows, rate_limits, now)
             rows = (
                 conn.execute(
                     sa.select(t.executions.c.id, t.executions.c.epoch).where(
@@ -426,13 +442,15 @@ class Store:
             return
         await listen_forever(self.url, handlers, on_connect)
 
-    async def notify_cancel(self, worker_id: str, execution_id: str) -> None:
-        """Ask whichever orchestrator holds ``worker_id``'s socket to stop ``execution_id``."""
-        if not self.dialect.notifies:
+    async def notify_cancel(self, targets: Sequence[tuple[str, str, str]]) -> None:
+        """Ask whichever orchestrators hold the workers' sockets to stop these executions.
+
+        ``targets``: (worker id, execution id, reason), sent in one transaction.
+        """
+        if not self.dialect.notifies or not targets:
             return
-        await self.write(
-            lambda conn: notify(conn, self.dialect, CANCEL_CHANNEL, [f"{worker_id} {execution_id}"])
-        )
+        items = cancel_items(targets)
+        await self.write(lambda conn: notify(conn, self.dialect, CANCEL_CHANNEL, items))
 
     async def finished_among(self, ids: Sequence[str]) -> list[str]:
         """Which of ``ids`` have finished (a safety net for missed notifications)."""
@@ -511,15 +529,12 @@ class Store:
         """Earliest ``available_at`` later than ``after`` among queued executions.
 
         That is when an execution waiting out a retry backoff becomes runnable
-        (served by the partial index ``ix_executions_queued_due``).
+        (served by the partial index ``ix_executions_queued_due``), or when a queue
+        whose rate limit ran out has units again.
         """
 
         def go(conn: Connection) -> int | None:
-            value = conn.scalar(
-                sa.select(sa.func.min(t.executions.c.available_at)).where(
-                    t.executions.c.status == QUEUED, t.executions.c.available_at > after
-                )
-            )
+            value = conn.scalar(_NEXT_AVAILABLE, {"after": after})
             return int(value) if value is not None else None
 
         return await self.read(go)
@@ -553,6 +568,16 @@ class Store:
                 conn, project_id, kind=kind, workflow_id=workflow_id, limit=limit, cursor=cursor
             )
         )
+
+    async def list_queues(self, project_id: str) -> QueueList:
+        """A project's queues (limits, running / queued / waiting counts) and rate limits."""
+        now = now_ms()
+        return await self.read(lambda conn: list_queues(conn, project_id, now))
+
+    async def set_rate_limit(self, project_id: str, spec: RateLimitSpec) -> None:
+        """Create or change a rate limit."""
+        now = now_ms()
+        await self.write(lambda conn: set_rate_limit(conn, project_id, spec, now))
 
     async def next_due(self) -> int | None:
         """When the next timer, wait timeout or trigger batch falls due (epoch ms)."""

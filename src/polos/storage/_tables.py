@@ -82,6 +82,15 @@ executions = sa.Table(
     # started a triggered execution (JSON, without their data: the payload holds it)
     sa.Column("parent_index", sa.Integer),
     sa.Column("trigger_event", sa.Text),
+    # 0003: run timeout (counted over running time unless timeout_counts_waits), the
+    # running time of earlier attempts, when the current attempt was claimed, and the
+    # moment the running attempt times out (NULL: no timeout or not running)
+    sa.Column("run_timeout_ms", sa.BigInteger),
+    sa.Column("timeout_counts_waits", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("run_elapsed_ms", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("claimed_at", sa.BigInteger),
+    sa.Column("deadline_at", sa.BigInteger),
+    sa.Column("schedule_id", sa.Text),
     sa.Index("ux_executions_idempotency", "project_id", "idempotency_key", unique=True),
     sa.Index(
         "ix_executions_queued",
@@ -107,12 +116,58 @@ executions = sa.Table(
     sa.Index("ix_executions_project_status", "project_id", "status", "created_at"),
     sa.Index("ix_executions_project_workflow", "project_id", "workflow_id", "created_at"),
     sa.Index(
+        "ix_executions_queued_flow_wf",
+        "project_id",
+        "queue",
+        "workflow_id",
+        "available_at",
+        sqlite_where=sa.text("status = 'queued' AND queue IS NOT NULL"),
+        postgresql_where=sa.text("status = 'queued' AND queue IS NOT NULL"),
+    ),
+    sa.Index(
+        "ix_executions_running_flow",
+        "project_id",
+        "queue",
+        "concurrency_key",
+        sqlite_where=sa.text("status = 'running' AND queue IS NOT NULL"),
+        postgresql_where=sa.text("status = 'running' AND queue IS NOT NULL"),
+    ),
+    sa.Index(
+        "ix_executions_deadline",
+        "deadline_at",
+        sqlite_where=sa.text("deadline_at IS NOT NULL"),
+        postgresql_where=sa.text("deadline_at IS NOT NULL"),
+    ),
+    sa.Index(
         "ix_executions_parent",
         "parent_id",
         "parent_step_key",
         sqlite_where=sa.text("parent_id IS NOT NULL"),
         postgresql_where=sa.text("parent_id IS NOT NULL"),
     ),
+)
+
+# 0003: claim order (priority DESC, available_at, id) straight from an index, so that a
+# claim reads only the rows it takes, however long the backlog: executions without a
+# queue (the plain claim) and those of each queue (claims under limits).
+sa.Index(
+    "ix_executions_queued_plain",
+    executions.c.project_id,
+    executions.c.priority.desc(),
+    executions.c.available_at,
+    executions.c.id,
+    sqlite_where=sa.text("status = 'queued' AND queue IS NULL"),
+    postgresql_where=sa.text("status = 'queued' AND queue IS NULL"),
+)
+sa.Index(
+    "ix_executions_queued_flow",
+    executions.c.project_id,
+    executions.c.queue,
+    executions.c.priority.desc(),
+    executions.c.available_at,
+    executions.c.id,
+    sqlite_where=sa.text("status = 'queued' AND queue IS NOT NULL"),
+    postgresql_where=sa.text("status = 'queued' AND queue IS NOT NULL"),
 )
 
 steps = sa.Table(
@@ -248,5 +303,77 @@ triggers = sa.Table(
         "batch_due_at",
         sqlite_where=sa.text("batch_due_at IS NOT NULL"),
         postgresql_where=sa.text("batch_due_at IS NOT NULL"),
+    ),
+)
+
+# ---------------------------------------------------------------------------- 0003: flow control
+
+rate_limits = sa.Table(
+    "rate_limits",
+    metadata,
+    sa.Column("project_id", sa.Text, sa.ForeignKey("projects.id"), primary_key=True),
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("max_units", sa.Integer, nullable=False),
+    sa.Column("period_ms", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+queues = sa.Table(
+    "queues",
+    metadata,
+    sa.Column("project_id", sa.Text, sa.ForeignKey("projects.id"), primary_key=True),
+    sa.Column("name", sa.Text, primary_key=True),
+    # NULL limits: no limit. The row is also the queue's lock: claimers of the queue
+    # lock it (PostgreSQL FOR UPDATE) before counting its running executions.
+    sa.Column("concurrency_limit", sa.Integer),
+    sa.Column("per_key_limit", sa.Integer),
+    sa.Column("rate_limit", sa.Text),
+    sa.Column("per_key_rate_limit", sa.Text),
+    # when the queue's rate limit frees a unit again (set by a claim that found it used up)
+    sa.Column("rate_blocked_until", sa.BigInteger),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+# One row per unit grant of a rate limit (a sliding log): the units used in the last
+# period are the sum over rows with at > now - period; older rows are pruned.
+rate_usage = sa.Table(
+    "rate_usage",
+    metadata,
+    sa.Column("project_id", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("key", sa.Text, nullable=False),
+    sa.Column("at", sa.BigInteger, nullable=False),
+    sa.Column("units", sa.Integer, nullable=False),
+    sa.Column("execution_id", sa.Text),
+    sa.Index("ix_rate_usage_window", "project_id", "name", "key", "at"),
+)
+
+schedules = sa.Table(
+    "schedules",
+    metadata,
+    sa.Column("project_id", sa.Text, sa.ForeignKey("projects.id"), primary_key=True),
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("workflow_id", sa.Text, nullable=False),
+    sa.Column("key", sa.Text, nullable=False),
+    sa.Column("cron", sa.Text, nullable=False),
+    sa.Column("timezone", sa.Text, nullable=False),
+    sa.Column("payload", sa.Text),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("catchup", sa.Text, nullable=False),
+    sa.Column("overlap", sa.Text, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("next_at", sa.BigInteger),
+    sa.Column("last_slot_at", sa.BigInteger),
+    sa.Column("last_execution_id", sa.Text),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Index("ux_schedules_workflow_key", "project_id", "workflow_id", "key", unique=True),
+    sa.Index(
+        "ix_schedules_due",
+        "next_at",
+        sqlite_where=sa.text("status = 'active'"),
+        postgresql_where=sa.text("status = 'active'"),
     ),
 )

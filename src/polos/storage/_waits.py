@@ -40,9 +40,14 @@ _WAKE = sa.text(
     "WHERE id = :eid AND status = 'waiting'"
 )
 _DELETE_WAIT = sa.text("DELETE FROM waits WHERE execution_id = :eid AND step_key = :key")
+# Parking ends the running attempt: its running time goes to run_elapsed_ms and its
+# deadline is cleared, unless waits count against the run timeout (see _lifecycle).
 _PARK = sa.text(
     "UPDATE executions SET status = 'waiting', worker_id = NULL, updated_at = :now, "
-    "state = COALESCE(:state, state) WHERE id = :eid AND epoch = :epoch AND status = 'running'"
+    "state = COALESCE(:state, state), "
+    "run_elapsed_ms = run_elapsed_ms + :now - COALESCE(claimed_at, :now), claimed_at = NULL, "
+    "deadline_at = CASE WHEN timeout_counts_waits THEN deadline_at ELSE NULL END "
+    "WHERE id = :eid AND epoch = :epoch AND status = 'running'"
 )
 _INSERT_WAIT = sa.text(
     "INSERT INTO waits (execution_id, step_key, project_id, workflow_id, root_id, kind, "
@@ -94,7 +99,7 @@ class WaitWrites:
         self._of_execution = sa.text("SELECT * FROM waits WHERE execution_id = :eid" + lock_rows)
         self._due = sa.text(
             "SELECT * FROM waits WHERE expires_at IS NOT NULL AND expires_at <= :now "
-            "ORDER BY expires_at LIMIT :n" + skip_locked
+            "AND kind <> 'acquire' ORDER BY expires_at LIMIT :n" + skip_locked
         )
 
     # ------------------------------------------------------------------ register

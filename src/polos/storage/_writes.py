@@ -9,7 +9,7 @@ executions with another.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,8 +24,18 @@ from polos.protocol import (
 from . import _tables as t
 from ._codec import dumps, execution_from_row, loads
 from ._creates import create_children, create_many
+from ._deadlines import DeadlineWrites
 from ._events import EventWrites
-from ._lifecycle import QUEUED, RUNNING, cancel, claim, fail
+from ._flow import (
+    AcquireWaits,
+    FlowLocks,
+    FlowWrites,
+    acquire_spec,
+    acquired_limit,
+    grant_output,
+    is_acquire,
+)
+from ._lifecycle import QUEUED, RUNNING, attempt_stopped, cancel, claim, fail
 from ._ops import (
     OK,
     STALE,
@@ -38,9 +48,11 @@ from ._ops import (
     FailOp,
     Fired,
     FireDueOp,
+    Granted,
     Published,
     PublishOp,
     RecordStepOp,
+    Rejected,
     ReleaseOp,
     Resumed,
     ResumeOp,
@@ -69,7 +81,9 @@ _UPDATE_STATE = sa.text("UPDATE executions SET state = :state, updated_at = :now
 _COMPLETE = sa.text(
     "UPDATE executions SET status = 'completed', result = :result, "
     "state = COALESCE(:state, state), completed_at = :now, updated_at = :now, "
-    "worker_id = NULL WHERE id = :eid AND epoch = :epoch AND status = 'running'"
+    "worker_id = NULL, deadline_at = NULL, claimed_at = NULL, "
+    "run_elapsed_ms = run_elapsed_ms + :now - COALESCE(claimed_at, :now) "
+    "WHERE id = :eid AND epoch = :epoch AND status = 'running'"
 )
 
 
@@ -93,7 +107,8 @@ DONE_CHANNEL = "polos_done_v1"
 EVENT_CHANNEL = "polos_event_v1"
 """NOTIFY channel: events were published. Payload: ``project_id<TAB>topic`` items."""
 CANCEL_CHANNEL = "polos_cancel_v1"
-"""NOTIFY channel: stop a running execution. Payload: ``worker_id execution_id``."""
+"""NOTIFY channel: stop running executions. Payload: ``["worker", "execution", "reason"]``
+items, comma-separated (``_listen.cancel_targets``; the first form was ``worker execution``)."""
 
 _NOTIFY = sa.text("SELECT pg_notify(:channel, :payload)")
 _MAX_PAYLOAD = 7000  # PostgreSQL refuses NOTIFY payloads of 8000 bytes or more
@@ -121,6 +136,7 @@ def _crash_delay_ms(crashed_attempts: int) -> int:
 
 
 _FENCED = (RecordStepOp, WaitOp, CompleteOp, FailOp, ReleaseOp)
+_ENDS_RUN = (WaitOp, CompleteOp, FailOp, ReleaseOp)
 
 
 @dataclass(slots=True)
@@ -138,6 +154,8 @@ class _Batch:
     complete_rows: list[dict[str, Any]] = field(default_factory=list)
     finished_children: list[tuple[str, str]] = field(default_factory=list)
     transitions: list[Transition] = field(default_factory=list)
+    flow: FlowLocks = field(default_factory=FlowLocks)
+    """Queue and rate-limit rows locked for this batch's claims and acquires."""
 
     def holds(self, execution_id: str, epoch: int, *also: str) -> bool:
         """Whether ``epoch`` still owns the execution (running, or one of ``also``)."""
@@ -157,29 +175,47 @@ class Writes:
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
         self.waits = WaitWrites(dialect.lock_rows, dialect.skip_locked)
+        self.deadlines = DeadlineWrites(dialect.skip_locked)
         self.events = EventWrites(dialect.lock_rows, dialect.skip_locked, self.waits, create_many)
         # Statements are built once: SQLAlchemy then reuses their compiled form.
         self._leases = sa.text(
             "SELECT id, epoch, status, project_id, workflow_id, root_id, parent_id, "
-            "parent_step_key FROM executions WHERE id IN :ids" + dialect.lock_rows
+            "parent_step_key, queue FROM executions WHERE id IN :ids" + dialect.lock_rows
         ).bindparams(sa.bindparam("ids", expanding=True))
         fingerprint = (
             "(SELECT ww.fingerprint FROM worker_workflows ww "
             "WHERE ww.worker_id = :w AND ww.workflow_id = executions.workflow_id)"
         )
-        self._claim_stmt = sa.text(
+        claim_set = (
             "UPDATE executions SET status = 'running', worker_id = :w, epoch = epoch + 1, "
             "attempt = attempt + 1, updated_at = :now, started_at = COALESCE(started_at, :now), "
+            "claimed_at = :now, deadline_at = CASE WHEN run_timeout_ms IS NULL THEN NULL "
+            "WHEN timeout_counts_waits THEN COALESCE(started_at, :now) + run_timeout_ms "
+            "ELSE :now + run_timeout_ms - run_elapsed_ms END, "
             f"code_changed = CASE WHEN code_fingerprint IS NOT NULL AND code_fingerprint <> {fingerprint} "
             "THEN TRUE ELSE code_changed END, "
             f"code_fingerprint = COALESCE(code_fingerprint, {fingerprint}) "
-            "WHERE id IN (SELECT id FROM executions WHERE project_id = :p AND status = 'queued' "
-            "AND available_at <= :now AND workflow_id IN "
-            "(SELECT workflow_id FROM worker_workflows WHERE worker_id = :w) "
-            "ORDER BY priority DESC, available_at, id LIMIT :n" + dialect.skip_locked + ") "
+        )
+        claim_returning = (
             "RETURNING id, workflow_id, epoch, attempt, payload, state, parent_id, root_id, "
             "created_at, code_fingerprint, trigger_event"
         )
+        # Executions without a queue: no limit applies, no lock is needed.
+        self._claim_stmt = sa.text(
+            claim_set + "WHERE id IN (SELECT id FROM executions WHERE project_id = :p "
+            "AND status = 'queued' AND queue IS NULL AND available_at <= :now AND workflow_id IN "
+            "(SELECT workflow_id FROM worker_workflows WHERE worker_id = :w) "
+            "ORDER BY priority DESC, available_at, id LIMIT :n"
+            + dialect.skip_locked
+            + ") "
+            + claim_returning
+        )
+        # Executions of limited queues, chosen by FlowWrites.pick under the queues' locks.
+        self._claim_ids_stmt = sa.text(
+            claim_set + "WHERE id IN :ids AND status = 'queued' " + claim_returning
+        ).bindparams(sa.bindparam("ids", expanding=True))
+        self.flow = FlowWrites(dialect.lock_rows, dialect.skip_locked)
+        self.acquires = AcquireWaits(self.flow, dialect.skip_locked)
 
     def requeue(
         self, conn: Connection, ids: Sequence[str], *, outcome: str, now: int
@@ -210,6 +246,7 @@ class Writes:
                 "worker_id": None,
                 "attempts": dumps(attempts),
                 "updated_at": now,
+                **attempt_stopped(now),  # the running time of a lost attempt counts too
             }
             if outcome == "crashed":
                 crashed = row["crashed_attempts"] + 1
@@ -222,7 +259,12 @@ class Writes:
                             f"(max_recovery_attempts={row['max_recovery_attempts']}); giving up"
                         ),
                     )
-                    values.update(status="failed", error=error.model_dump_json(), completed_at=now)
+                    values.update(
+                        status="failed",
+                        error=error.model_dump_json(),
+                        completed_at=now,
+                        deadline_at=None,
+                    )
                     transitions.append(Transition(row["id"], "failed"))
                     if row["parent_id"] is not None and row["parent_step_key"] is not None:
                         gave_up.append((row["parent_id"], row["parent_step_key"]))
@@ -243,6 +285,11 @@ class Writes:
 
     def apply(self, conn: Connection, ops: Sequence[WriteOp]) -> BatchOutcome:
         batch = _Batch(conn, now_ms())
+        # Queue and rate-limit rows first: every batch locks them before any execution row.
+        claims = [(op.project_id, op.worker_id) for op in ops if isinstance(op, ClaimOp)]
+        acquires = [acquired_limit(op) for op in ops if isinstance(op, WaitOp) and is_acquire(op)]
+        if claims or acquires:
+            batch.flow = self.flow.prepare(conn, claims, acquires, batch.now)
         # Lease checks for every fenced write, in one query.
         fenced_ids = {op.execution_id for op in ops if isinstance(op, _FENCED)}
         if fenced_ids:
@@ -269,6 +316,12 @@ class Writes:
                 self.waits.children_finished(conn, batch.finished_children, batch.now)
             )
         final: list[WriteResult | BaseException] = [r if r is not None else STALE for r in results]
+        if self.dialect.notifies and any(
+            isinstance(op, _ENDS_RUN) and (batch.rows.get(op.execution_id) or {}).get("queue")
+            for op in ops
+        ):
+            # A queue slot freed up: other orchestrators' workers may take it now.
+            notify(conn, self.dialect, WORK_CHANNEL)
         self._announce(conn, final, batch.transitions)
         return BatchOutcome(results=final, transitions=batch.transitions)
 
@@ -310,7 +363,8 @@ class Writes:
                 batch.child_finished(op.execution_id)
             return result
         if isinstance(op, ClaimOp):
-            return claim(conn, self._claim_stmt, op, now)
+            picked = self.flow.pick(conn, batch.flow, op.project_id, op.worker_id, op.limit, now)
+            return claim(conn, self._claim_stmt, self._claim_ids_stmt, picked, op, now)
         if isinstance(op, CancelOp):
             cancelled = cancel(conn, op, now)
             if cancelled.changed and cancelled.execution is not None:
@@ -330,9 +384,15 @@ class Writes:
             return self._resume(conn, op, batch.transitions, now)
         if isinstance(op, FireDueOp):
             woken = self.waits.fire_due(conn, now, op.limit)
+            woken += self.acquires.fire(conn, now, op.limit)
+            timed = self.deadlines.sweep(conn, now, op.limit, skip=batch.leases.keys())
+            batch.transitions.extend(timed.transitions)
+            batch.finished_children.extend(timed.finished_children)
             started = self.events.flush_due(conn, now, op.limit)
             batch.transitions.extend(woken)
-            return Fired(waits=len(woken), started=len(started))
+            return Fired(
+                waits=len(woken), started=len(started), timed_out=timed.count, stop=timed.stop
+            )
         raise TypeError(f"unknown write op {op!r}")  # pragma: no cover
 
     @staticmethod
@@ -403,11 +463,50 @@ class Writes:
         if not batch.holds(op.execution_id, op.epoch):
             # A re-sent wait that was applied (and maybe already ended) before a reconnect.
             return OK if batch.holds(op.execution_id, op.epoch, "waiting", QUEUED) else STALE
+        if is_acquire(op):
+            return self._acquire(batch, op)
         row = batch.rows[op.execution_id]
         rejected = create_children(batch.conn, row, op.key, op.children, batch.now)
         if rejected is not None:
             return rejected
         if not self.waits.register(batch.conn, op, row, batch.now):
+            return STALE
+        batch.leases[op.execution_id] = (op.epoch, "waiting")
+        return OK
+
+    def _acquire(self, batch: _Batch, op: WaitOp) -> WriteResult:
+        """Grant rate-limit units at once (the execution keeps running) or park until they free."""
+        spec = acquire_spec(op.spec.data)
+        if spec is None:
+            return Rejected("invalid ctx.step.acquire request", code="invalid_value")
+        conn, now = batch.conn, batch.now
+        self.acquires.define(conn, batch.flow, op.project_id, spec, now)
+        denied = self.flow.acquire(
+            conn, batch.flow, op.project_id, spec.limit, spec.key, spec.units, op.execution_id, now
+        )
+        if denied is None:
+            output = grant_output(spec, now)
+            batch.step_rows.append(
+                {
+                    "execution_id": op.execution_id,
+                    "key": op.key,
+                    "seq": op.seq,
+                    "kind": op.step_kind.value,
+                    "output": output,
+                    "output_type": None,
+                    "error": None,
+                    "state": op.state_json,
+                    "attempts": 1,
+                    "started_at": op.started_at,
+                    "completed_at": now,
+                }
+            )
+            return Granted(output)
+        if denied.retry_at is None:
+            return Rejected(denied.message, code="invalid_value")
+        retry_at = denied.retry_at if spec.deadline is None else min(denied.retry_at, spec.deadline)
+        parked = replace(op, spec=op.spec.model_copy(update={"expires_at": retry_at}))
+        if not self.waits.register(conn, parked, batch.rows[op.execution_id], now):
             return STALE
         batch.leases[op.execution_id] = (op.epoch, "waiting")
         return OK

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from polos.protocol import ChildSpec, PublishSpec, StepRecord
+from polos.protocol import ChildSpec, PublishSpec, StepRecord, WaitKind
 from polos.sdk import AttemptInput, AttemptOutcome, LeaseLost, ParkRequest, Workflow, run_attempt
 
 
@@ -16,9 +16,12 @@ class MemoryRecorder:
         records: every record made durable so far, in order.
         fence_after: raise :class:`~polos.sdk.LeaseLost` once this many records exist
             (simulates losing the lease mid-run); ``None`` never fences.
+        grant_acquires: whether ``ctx.step.acquire`` gets its units at once (True) or
+            parks the attempt like a rate limit without room (False).
     """
 
-    def __init__(self, fence_after: int | None = None) -> None:
+    def __init__(self, fence_after: int | None = None, *, grant_acquires: bool = True) -> None:
+        self.grant_acquires = grant_acquires
         self.records: list[StepRecord] = []
         self.fence_after = fence_after
         self.published: list[PublishSpec] = []
@@ -57,12 +60,36 @@ class MemoryRecorder:
         self.published.append(publish)
         return meta
 
-    async def park(self, request: ParkRequest) -> None:
-        """Remember the wait the attempt ended at (see :attr:`parked`)."""
+    async def park(self, request: ParkRequest) -> Any:
+        """Remember the wait the attempt ended at (see :attr:`parked`).
+
+        An acquire step is granted at once when :attr:`grant_acquires` is set (the
+        default), as the orchestrator does when the rate limit has room.
+        """
         if self.fence_after is not None and len(self.records) >= self.fence_after:
             raise LeaseLost("fenced by MemoryRecorder")
+        if request.spec.kind == WaitKind.ACQUIRE and self.grant_acquires:
+            data = request.spec.data or {}
+            granted = {
+                "limit": data.get("limit"),
+                "units": data.get("units", 1),
+                "key": data.get("key", ""),
+                "granted_at": request.started_at,
+            }
+            self.records.append(
+                StepRecord(
+                    key=request.key,
+                    seq=request.seq,
+                    kind=request.kind,
+                    output=granted,
+                    started_at=request.started_at,
+                    completed_at=request.started_at,
+                )
+            )
+            return {"granted": granted}
         self.children.extend(request.children)
         self.parked = request
+        return None
 
 
 async def run_once(

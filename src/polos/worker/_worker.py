@@ -11,7 +11,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from polos.client import PolosClient
@@ -33,7 +33,15 @@ from polos.protocol import (
     Wait,
     Welcome,
 )
-from polos.sdk import AttemptInput, LeaseLost, ParkRequest, Workflow, run_attempt
+from polos.sdk import (
+    AttemptInput,
+    CancelSignal,
+    LeaseLost,
+    ParkRequest,
+    RateLimit,
+    Workflow,
+    run_attempt,
+)
 
 from ._channel import Channel
 
@@ -45,6 +53,7 @@ class _Running:
     task: Task
     job: asyncio.Task[None] | None = None
     cancel_reason: str | None = None
+    signal: CancelSignal = field(default_factory=CancelSignal)
 
 
 class _ChannelRecorder:
@@ -96,7 +105,7 @@ class _ChannelRecorder:
         self._check(ack)
         return ack.value
 
-    async def park(self, request: ParkRequest) -> None:
+    async def park(self, request: ParkRequest) -> Any:
         ack = await self._channel.request(
             lambda req: Wait(
                 req=req,
@@ -113,6 +122,7 @@ class _ChannelRecorder:
             )
         )
         self._check(ack)
+        return ack.value
 
 
 class Worker:
@@ -127,6 +137,9 @@ class Worker:
         name: a label shown in listings (default: host and pid).
         shutdown_grace: seconds that in-flight executions get to finish on SIGTERM/SIGINT
             before they are handed back to the orchestrator.
+        rate_limits: rate limits to define (or update) in the project, for
+            ``ctx.step.acquire(name, units=...)``. Queues' rate limits are defined with
+            their workflows and need not be listed.
     """
 
     def __init__(
@@ -139,8 +152,13 @@ class Worker:
         max_concurrent: int = 100,
         name: str | None = None,
         shutdown_grace: float = 10.0,
+        rate_limits: Iterable[RateLimit] = (),
     ) -> None:
         self.client = client or PolosClient()
+        self.rate_limits = list(rate_limits)
+        for rl in self.rate_limits:
+            if not isinstance(rl, RateLimit):
+                raise ConfigurationError(f"rate_limits takes RateLimit objects, not {rl!r}")
         self.workflows: dict[str, Workflow[Any]] = {}
         for wf in [*workflows, *agents, *tools]:
             if not isinstance(wf, Workflow):
@@ -249,6 +267,7 @@ class Worker:
             pid=os.getpid(),
             max_concurrent=0 if self._draining else self.max_concurrent,
             workflows=[wf.spec() for wf in self.workflows.values()],
+            rate_limits=[rl.spec() for rl in self.rate_limits],
             active=[
                 ActiveLease(execution_id=k, epoch=r.task.epoch) for k, r in self._running.items()
             ],
@@ -287,6 +306,9 @@ class Worker:
         if running is not None and running.job is not None:
             log.info("execution %s cancelled: %s", message.execution_id, message.reason)
             running.cancel_reason = "cancelled"
+            # The signal first: the step being awaited then raises ExecutionCancelled (and so
+            # does every later step call, also from a synchronous workflow's thread).
+            running.signal.cancel(message.reason)
             running.job.cancel()
 
     # ------------------------------------------------------------------ execution
@@ -334,6 +356,7 @@ class Worker:
                     trigger=task.trigger,
                 ),
                 _ChannelRecorder(channel, task.execution_id, task.epoch),
+                cancel=running.signal,
             )
             if outcome.parked:
                 self.parked += 1  # the orchestrator holds the wait; this worker is done
