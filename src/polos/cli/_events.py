@@ -14,14 +14,7 @@ from polos.client import PolosClient
 from polos.errors import PolosError
 from polos.protocol import Event, PublishResponse, WaitInfo, WaitKind
 
-from ._common import console, fail, fmt_time, parse_json, run_async, styled_status
-
-
-def _client(ctx: click.Context) -> PolosClient:
-    obj: dict[str, Any] = ctx.obj
-    return PolosClient(
-        obj["api_url"], obj["api_key"], obj["project_id"], retry_for=obj["retry_for"]
-    )
+from ._common import client_from, console, fail, fmt_time, parse_json, run_async, styled_status
 
 
 def _short(value: Any, width: int = 60) -> str:
@@ -67,7 +60,7 @@ async def resume(
     the workflow receives the data as decision.data.
     """
     data = _data_option(data_json, data_file)
-    async with _client(ctx) as client:
+    async with client_from(ctx) as client:
         e = await client.resume(execution_id, step_key, data)
     console.print(f"{e.id} {styled_status(e.status.value)}")
 
@@ -103,7 +96,7 @@ async def waits(
     An execution waits for a resume (suspend), an event, a time (sleep) or its
     children; it holds no worker while it waits.
     """
-    async with _client(ctx) as client:
+    async with client_from(ctx) as client:
         page = await client.list_waits(kind, workflow_id=workflow_id, limit=limit, cursor=cursor)
     if as_json:
         console.print_json(page.model_dump_json())
@@ -177,7 +170,7 @@ async def publish(
 ) -> None:
     """Publish an event on TOPIC."""
     data = _data_option(data_json, data_file)
-    async with _client(ctx) as client:
+    async with client_from(ctx) as client:
         event = await client.events.publish(topic, data, idempotency_key=idempotency_key)
     if as_json:
         console.print_json(event.model_dump_json())
@@ -198,7 +191,7 @@ async def list_events(
     ctx: click.Context, topic: str, after: int, limit: int, as_json: bool
 ) -> None:
     """List the events of TOPIC in order."""
-    async with _client(ctx) as client:
+    async with client_from(ctx) as client:
         page = await client.events.list(topic, after=after, limit=limit)
     if as_json:
         console.print_json(page.model_dump_json())
@@ -263,7 +256,7 @@ def tail(
     Without --after, only events published from now on are printed.
     """
     try:
-        asyncio.run(_tail(_client(ctx), topic, after, count, as_json))
+        asyncio.run(_tail(client_from(ctx), topic, after, count, as_json))
     except KeyboardInterrupt:
         pass
     except PolosError as exc:

@@ -9,20 +9,12 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from polos.client import PolosClient
 from polos.protocol import CatchupPolicy, OverlapPolicy, Schedule, slot_datetime
 
-from ._common import console, fmt_time, parse_json, run_async
+from ._common import client_from, console, fmt_time, parse_json, run_async
 
 CATCHUP = click.Choice([p.value for p in CatchupPolicy])
 OVERLAP = click.Choice([p.value for p in OverlapPolicy])
-
-
-def _client(ctx: click.Context) -> PolosClient:
-    obj: dict[str, Any] = ctx.obj
-    return PolosClient(
-        obj["api_url"], obj["api_key"], obj["project_id"], retry_for=obj["retry_for"]
-    )
 
 
 def _local(ms: int | None, timezone: str) -> str:
@@ -80,7 +72,7 @@ async def list_schedules(
     ctx: click.Context, workflow_id: str | None, limit: int, cursor: str | None, as_json: bool
 ) -> None:
     """List schedules, by workflow and key."""
-    async with _client(ctx) as client:
+    async with client_from(ctx) as client:
         page = await client.schedules.list(workflow_id, limit=limit, cursor=cursor)
     if as_json:
         console.print_json(page.model_dump_json())
@@ -120,7 +112,7 @@ async def list_schedules(
 @run_async
 async def show(ctx: click.Context, schedule_id: str, as_json: bool) -> None:
     """Show one schedule."""
-    async with _client(ctx) as client:
+    async with client_from(ctx) as client:
         _show(await client.schedules.get(schedule_id), as_json)
 
 
@@ -151,7 +143,7 @@ async def create(
     Creating again with the same workflow and key replaces that schedule's settings.
     """
     payload = parse_json(payload_json, "--payload")
-    async with _client(ctx) as client:
+    async with client_from(ctx) as client:
         s = await client.schedules.create(
             workflow_id, cron, timezone, key, payload, catchup=catchup, overlap=overlap
         )
@@ -184,7 +176,7 @@ async def update(
         changes["payload"] = parse_json(payload_json, "--payload")
     if not (changes or cron or timezone or catchup or overlap):
         raise click.UsageError("nothing to change: give --cron, --timezone, --payload, ...")
-    async with _client(ctx) as client:
+    async with client_from(ctx) as client:
         s = await client.schedules.update(
             schedule_id,
             cron=cron,
@@ -210,7 +202,7 @@ def _one_line(verb: str, s: Schedule) -> None:
 @run_async
 async def pause(ctx: click.Context, schedule_id: str) -> None:
     """Pause a schedule (no slot fires until it is resumed)."""
-    async with _client(ctx) as client:
+    async with client_from(ctx) as client:
         _one_line("paused", await client.schedules.pause(schedule_id))
 
 
@@ -220,7 +212,7 @@ async def pause(ctx: click.Context, schedule_id: str) -> None:
 @run_async
 async def resume(ctx: click.Context, schedule_id: str) -> None:
     """Resume a paused schedule from its next slot."""
-    async with _client(ctx) as client:
+    async with client_from(ctx) as client:
         _one_line("resumed", await client.schedules.resume(schedule_id))
 
 
@@ -230,7 +222,7 @@ async def resume(ctx: click.Context, schedule_id: str) -> None:
 @run_async
 async def delete(ctx: click.Context, schedule_id: str) -> None:
     """Delete a schedule (the executions it started are kept)."""
-    async with _client(ctx) as client:
+    async with client_from(ctx) as client:
         s = await client.schedules.delete(schedule_id)
     console.print(f"deleted {s.id} ({s.workflow_id}, key {s.key})", highlight=False, markup=False)
 
@@ -242,7 +234,7 @@ async def delete(ctx: click.Context, schedule_id: str) -> None:
 @run_async
 async def trigger(ctx: click.Context, schedule_id: str, idempotency_key: str | None) -> None:
     """Start one run of a schedule now (its slot time is now)."""
-    async with _client(ctx) as client:
+    async with client_from(ctx) as client:
         t = await client.schedules.trigger(schedule_id, idempotency_key=idempotency_key)
     what = "started" if t.created else "already started (same idempotency key)"
     console.print(f"{what}: execution {t.execution_id}", highlight=False, markup=False)

@@ -13,6 +13,7 @@ from polos.client import PolosClient
 from polos.errors import PolosError, WorkflowFailedError
 
 from ._common import (
+    client_from,
     console,
     fail,
     fmt_duration,
@@ -26,13 +27,6 @@ from ._queues import queues, rate_limits
 from ._schedules import schedules
 
 STATUSES = ["queued", "running", "waiting", "completed", "failed", "cancelled"]
-
-
-def _client(ctx: click.Context) -> PolosClient:
-    obj: dict[str, Any] = ctx.obj
-    return PolosClient(
-        obj["api_url"], obj["api_key"], obj["project_id"], retry_for=obj["retry_for"]
-    )
 
 
 def _dump(value: Any) -> str:
@@ -86,7 +80,7 @@ async def run(
 ) -> None:
     """Start an execution of WORKFLOW_ID."""
     payload = parse_json(input_json, "--input")
-    async with _client(ctx) as client:
+    async with client_from(ctx) as client:
         handle = await client.invoke(
             workflow_id, payload, idempotency_key=idempotency_key, run_timeout=run_timeout
         )
@@ -133,7 +127,7 @@ async def list_executions(
     as_json: bool,
 ) -> None:
     """List executions, newest first."""
-    async with _client(ctx) as client:
+    async with client_from(ctx) as client:
         page = await client.list_executions(
             status=status, workflow_id=workflow_id, limit=limit, cursor=cursor
         )
@@ -167,7 +161,7 @@ async def list_executions(
 @run_async
 async def show(ctx: click.Context, execution_id: str, as_json: bool) -> None:
     """Show one execution and its step log."""
-    async with _client(ctx) as client:
+    async with client_from(ctx) as client:
         e = await client.get_execution(execution_id)
         steps = await client.list_steps(execution_id)
     if as_json:
@@ -238,7 +232,7 @@ async def show(ctx: click.Context, execution_id: str, as_json: bool) -> None:
 @run_async
 async def cancel(ctx: click.Context, execution_id: str, reason: str | None, by: str | None) -> None:
     """Cancel an execution, its children and its waits (a running one stops at once)."""
-    async with _client(ctx) as client:
+    async with client_from(ctx) as client:
         e = await client.cancel(execution_id, reason=reason, by=by)
     console.print(f"{e.id} {styled_status(e.status.value)}")
     if e.cancelled_by is not None:
@@ -252,7 +246,7 @@ async def cancel(ctx: click.Context, execution_id: str, reason: str | None, by: 
 @run_async
 async def workflows(ctx: click.Context) -> None:
     """List registered workflows."""
-    async with _client(ctx) as client:
+    async with client_from(ctx) as client:
         items = await client.list_workflows()
     table = Table(box=None, header_style="bold")
     for column in ("ID", "KIND", "FINGERPRINT", "LAST SEEN"):
@@ -267,7 +261,7 @@ async def workflows(ctx: click.Context) -> None:
 @run_async
 async def workers(ctx: click.Context) -> None:
     """List workers."""
-    async with _client(ctx) as client:
+    async with client_from(ctx) as client:
         items = await client.list_workers()
     table = Table(box=None, header_style="bold")
     table.add_column("ID", no_wrap=True)
