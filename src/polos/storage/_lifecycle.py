@@ -1,8 +1,7 @@
-"""An attempt's life: claiming queued executions, failing attempts, cancelling trees."""
+"""An attempt's life: failing attempts, cancelling trees."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,13 +12,11 @@ from polos.protocol import (
     ErrorInfo,
     ExecutionStatus,
     RetryPolicySpec,
-    StepRecord,
-    Task,
 )
 
 from . import _tables as t
-from ._codec import dumps, execution_from_row, loads, step_from_row
-from ._ops import Cancelled, CancelOp, ClaimOp, FailOp
+from ._codec import dumps, execution_from_row, loads
+from ._ops import Cancelled, CancelOp, FailOp
 from ._waits import WaitWrites
 
 QUEUED = ExecutionStatus.QUEUED.value
@@ -43,66 +40,6 @@ def attempt_stopped(now: int, *, finished: bool = False) -> dict[str, Any]:
         if finished
         else sa.case((ex.c.timeout_counts_waits, ex.c.deadline_at), else_=sa.null()),
     }
-
-
-def claim(
-    conn: Connection,
-    statement: sa.TextClause,
-    by_ids: sa.TextClause,
-    picked: Sequence[str],
-    op: ClaimOp,
-    now: int,
-) -> list[Task]:
-    """Claim up to ``op.limit`` queued executions for a worker; the tasks carry their history.
-
-    ``picked`` are executions of limited queues already chosen within their limits
-    (:meth:`FlowWrites.pick`); the rest of the worker's room goes to executions
-    without a queue (``statement``).
-    """
-    rows: list[Any] = []
-    if picked:
-        rows = list(
-            conn.execute(by_ids, {"w": op.worker_id, "now": now, "ids": list(picked)})
-            .mappings()
-            .all()
-        )
-    room = op.limit - len(rows)
-    if room > 0:
-        rows.extend(
-            conn.execute(statement, {"w": op.worker_id, "p": op.project_id, "now": now, "n": room})
-            .mappings()
-            .all()
-        )
-    if not rows:
-        return []
-    history: dict[str, list[StepRecord]] = {}
-    replays = [r["id"] for r in rows if r["epoch"] > 1]
-    if replays:
-        step_rows = conn.execute(
-            sa.select(t.steps)
-            .where(t.steps.c.execution_id.in_(replays))
-            .order_by(t.steps.c.execution_id, t.steps.c.seq)
-        )
-        for s in step_rows.mappings().all():
-            history.setdefault(s["execution_id"], []).append(step_from_row(s))
-    return [
-        Task(
-            execution_id=r["id"],
-            workflow_id=r["workflow_id"],
-            epoch=r["epoch"],
-            attempt=r["attempt"],
-            payload=loads(r["payload"]),
-            has_state=r["state"] is not None,
-            state=loads(r["state"]),
-            history=history.get(r["id"], []),
-            parent_id=r["parent_id"],
-            root_id=r["root_id"],
-            created_at=r["created_at"],
-            code_fingerprint=r["code_fingerprint"],
-            trigger=loads(r["trigger_event"]),
-        )
-        for r in sorted(rows, key=lambda r: r["id"])
-    ]
 
 
 def fail(conn: Connection, op: FailOp, now: int) -> str:

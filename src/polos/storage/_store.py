@@ -32,9 +32,9 @@ from polos.protocol import (
 
 from . import _event_reads
 from . import _tables as t
-from ._codec import dumps, execution_from_row, loads, step_from_row
+from ._codec import execution_from_row, step_from_row
 from ._errors import translate_errors
-from ._flow import set_rate_limit, sync_flow
+from ._flow import set_rate_limit
 from ._flow_reads import list_queues
 from ._lifecycle import RUNNING
 from ._listen import cancel_items, listen_forever
@@ -44,8 +44,8 @@ from ._ops import (
     Transition,
     WriteOp,
 )
-from ._schedule_sync import sync_schedules
 from ._schedules import ScheduleStore
+from ._workers import Registration, register, workers_of, workflows_of
 from ._writes import CANCEL_CHANNEL, Dialect, Writes, notify
 
 if TYPE_CHECKING:  # the asyncio engine is only used (and greenlet only needed) for PostgreSQL
@@ -194,73 +194,12 @@ class Store:
         now = now_ms()
 
         def go(conn: Connection) -> list[str]:
-            for spec in workflows:
-                values = {
-                    "kind": spec.kind,
-                    "fingerprint": spec.fingerprint,
-                    "description": spec.description,
-                    "options": dumps(spec.options),
-                    "retry": spec.retry.model_dump_json(),
-                    "max_recovery_attempts": spec.max_recovery_attempts,
-                    "last_seen_at": now,
-                }
-                updated = conn.execute(
-                    t.workflows.update()
-                    .where(t.workflows.c.project_id == project_id, t.workflows.c.id == spec.id)
-                    .values(**values)
-                )
-                if updated.rowcount == 0:
-                    conn.execute(
-                        t.workflows.insert().values(
-                            project_id=project_id, id=spec.id, first_seen_at=now, **values
-                        )
-                    )
-            worker_values = {
-                "project_id": project_id,
-                "name": name,
-                "hostname": hostname,
-                "pid": pid,
-                "orchestrator_id": orchestrator_id,
-                "max_concurrent": max_concurrent,
-                "status": "connected",
-                "last_heartbeat_at": now,
-                "lease_expires_at": now + lease_ms,
-            }
-            updated = conn.execute(
-                t.workers.update().where(t.workers.c.id == worker_id).values(**worker_values)
+            registration = Registration(
+                project_id, worker_id, name, hostname, pid, orchestrator_id, max_concurrent
             )
-            if updated.rowcount == 0:
-                conn.execute(
-                    t.workers.insert().values(id=worker_id, connected_at=now, **worker_values)
-                )
-            conn.execute(
-                t.worker_workflows.delete().where(t.worker_workflows.c.worker_id == worker_id)
+            return register(
+                conn, self._writes, registration, workflows, active, rate_limits, lease_ms, now
             )
-            if workflows:
-                conn.execute(
-                    t.worker_workflows.insert(),
-                    [
-                        {"worker_id": worker_id, "workflow_id": s.id, "fingerprint": s.fingerprint}
-                        for s in workflows
-                    ],
-                )
-            self._writes.events.sync_triggers(conn, project_id, workflows, now)
-            sync_schedules(conn, project_id, workflows, now)
-            sync_flow(conn, project_id, workflows, rate_limits, now)
-            rows = (
-                conn.execute(
-                    sa.select(t.executions.c.id, t.executions.c.epoch).where(
-                        t.executions.c.worker_id == worker_id, t.executions.c.status == RUNNING
-                    )
-                )
-            ).all()
-            owned = {r.id: r.epoch for r in rows}
-            abandon = [eid for eid, epoch in active.items() if owned.get(eid) != epoch]
-            # Assigned to this worker but not running there (or under another epoch): lost.
-            lost = [eid for eid, epoch in owned.items() if active.get(eid) != epoch]
-            if lost:
-                self._writes.requeue(conn, lost, outcome="crashed", now=now)
-            return abandon
 
         return await self.write(go)
 
@@ -350,46 +289,7 @@ class Store:
         """Known workers of a project, most recently connected first."""
 
         def go(conn: Connection) -> list[WorkerInfo]:
-            counts = conn.execute(
-                sa.select(t.executions.c.worker_id, sa.func.count())
-                .where(t.executions.c.project_id == project_id, t.executions.c.status == RUNNING)
-                .group_by(t.executions.c.worker_id)
-            )
-            running: dict[str, int] = {wid: n for wid, n in counts.all()}
-            wf_rows = (
-                conn.execute(
-                    sa.select(t.worker_workflows.c.worker_id, t.worker_workflows.c.workflow_id)
-                    .join(t.workers, t.workers.c.id == t.worker_workflows.c.worker_id)
-                    .where(t.workers.c.project_id == project_id)
-                )
-            ).all()
-            wfs: dict[str, list[str]] = {}
-            for wid, wf in wf_rows:
-                wfs.setdefault(wid, []).append(wf)
-            rows = (
-                conn.execute(
-                    sa.select(t.workers)
-                    .where(t.workers.c.project_id == project_id)
-                    .order_by(t.workers.c.connected_at.desc())
-                    .limit(500)
-                )
-            ).mappings()
-            return [
-                WorkerInfo(
-                    id=r["id"],
-                    name=r["name"],
-                    hostname=r["hostname"],
-                    pid=r["pid"],
-                    status=r["status"],
-                    max_concurrent=r["max_concurrent"],
-                    running=running.get(r["id"], 0),
-                    workflows=sorted(wfs.get(r["id"], [])),
-                    connected_at=r["connected_at"],
-                    last_heartbeat_at=r["last_heartbeat_at"],
-                    lease_expires_at=r["lease_expires_at"],
-                )
-                for r in rows.all()
-            ]
+            return workers_of(conn, project_id)
 
         return await self.read(go)
 
@@ -397,25 +297,7 @@ class Store:
         """Workflows registered in a project."""
 
         def go(conn: Connection) -> list[WorkflowInfo]:
-            rows = (
-                conn.execute(
-                    sa.select(t.workflows)
-                    .where(t.workflows.c.project_id == project_id)
-                    .order_by(t.workflows.c.id)
-                )
-            ).mappings()
-            return [
-                WorkflowInfo(
-                    id=r["id"],
-                    kind=r["kind"],
-                    fingerprint=r["fingerprint"],
-                    description=r["description"],
-                    options=loads(r["options"]) or {},
-                    first_seen_at=r["first_seen_at"],
-                    last_seen_at=r["last_seen_at"],
-                )
-                for r in rows.all()
-            ]
+            return workflows_of(conn, project_id)
 
         return await self.read(go)
 

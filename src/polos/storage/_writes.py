@@ -22,20 +22,14 @@ from polos.protocol import (
 )
 
 from . import _tables as t
+from ._acquire import AcquireWaits, acquire_spec, acquired_limit, grant_output, is_acquire
+from ._claims import ClaimStatements, claim
 from ._codec import dumps, execution_from_row, loads
 from ._creates import create_children, create_many
 from ._deadlines import DeadlineWrites
 from ._events import EventWrites
-from ._flow import (
-    AcquireWaits,
-    FlowLocks,
-    FlowWrites,
-    acquire_spec,
-    acquired_limit,
-    grant_output,
-    is_acquire,
-)
-from ._lifecycle import QUEUED, RUNNING, attempt_stopped, cancel, claim, fail
+from ._flow import FlowLocks, FlowWrites
+from ._lifecycle import QUEUED, RUNNING, attempt_stopped, cancel, fail
 from ._ops import (
     OK,
     STALE,
@@ -182,38 +176,7 @@ class Writes:
             "SELECT id, epoch, status, project_id, workflow_id, root_id, parent_id, "
             "parent_step_key, queue FROM executions WHERE id IN :ids" + dialect.lock_rows
         ).bindparams(sa.bindparam("ids", expanding=True))
-        fingerprint = (
-            "(SELECT ww.fingerprint FROM worker_workflows ww "
-            "WHERE ww.worker_id = :w AND ww.workflow_id = executions.workflow_id)"
-        )
-        claim_set = (
-            "UPDATE executions SET status = 'running', worker_id = :w, epoch = epoch + 1, "
-            "attempt = attempt + 1, updated_at = :now, started_at = COALESCE(started_at, :now), "
-            "claimed_at = :now, deadline_at = CASE WHEN run_timeout_ms IS NULL THEN NULL "
-            "WHEN timeout_counts_waits THEN COALESCE(started_at, :now) + run_timeout_ms "
-            "ELSE :now + run_timeout_ms - run_elapsed_ms END, "
-            f"code_changed = CASE WHEN code_fingerprint IS NOT NULL AND code_fingerprint <> {fingerprint} "
-            "THEN TRUE ELSE code_changed END, "
-            f"code_fingerprint = COALESCE(code_fingerprint, {fingerprint}) "
-        )
-        claim_returning = (
-            "RETURNING id, workflow_id, epoch, attempt, payload, state, parent_id, root_id, "
-            "created_at, code_fingerprint, trigger_event"
-        )
-        # Executions without a queue: no limit applies, no lock is needed.
-        self._claim_stmt = sa.text(
-            claim_set + "WHERE id IN (SELECT id FROM executions WHERE project_id = :p "
-            "AND status = 'queued' AND queue IS NULL AND available_at <= :now AND workflow_id IN "
-            "(SELECT workflow_id FROM worker_workflows WHERE worker_id = :w) "
-            "ORDER BY priority DESC, available_at, id LIMIT :n"
-            + dialect.skip_locked
-            + ") "
-            + claim_returning
-        )
-        # Executions of limited queues, chosen by FlowWrites.pick under the queues' locks.
-        self._claim_ids_stmt = sa.text(
-            claim_set + "WHERE id IN :ids AND status = 'queued' " + claim_returning
-        ).bindparams(sa.bindparam("ids", expanding=True))
+        self.claims = ClaimStatements(dialect.skip_locked)
         self.flow = FlowWrites(dialect.lock_rows, dialect.skip_locked)
         self.acquires = AcquireWaits(self.flow, dialect.skip_locked)
 
@@ -363,8 +326,7 @@ class Writes:
                 batch.child_finished(op.execution_id)
             return result
         if isinstance(op, ClaimOp):
-            picked = self.flow.pick(conn, batch.flow, op.project_id, op.worker_id, op.limit, now)
-            return claim(conn, self._claim_stmt, self._claim_ids_stmt, picked, op, now)
+            return claim(conn, self.claims, self.flow, batch.flow, op, now)
         if isinstance(op, CancelOp):
             cancelled = cancel(conn, op, now)
             if cancelled.changed and cancelled.execution is not None:
