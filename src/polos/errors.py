@@ -20,7 +20,14 @@ PolosError(Exception)
 ├── WaitTimeoutError              suspend / wait_for_event ran out of time (inside a workflow)
 ├── ChildWorkflowError            a child execution failed or was cancelled (invoke_and_wait)
 ├── NonDeterminismError           replay found a step that does not match the log
-└── PayloadValidationError        a payload does not fit the workflow's input model
+├── PayloadValidationError        a payload does not fit the workflow's input model
+├── LLMError                      a model provider refused or failed a call
+│   ├── LLMRateLimitError         ... rate limited (429): retried after ``retry_after``
+│   ├── LLMAuthenticationError    ... bad or missing API key (401/403): not retried
+│   ├── LLMBadRequestError        ... the request is invalid (400/404/422): not retried
+│   └── LLMUnavailableError       ... server error, overload or network failure: retried
+└── AgentError                    an agent cannot go on (guardrail refused, hook stopped it,
+    └── OutputValidationError     its answer does not fit output_schema even after repair)
 
 BaseException
 └── asyncio.CancelledError
@@ -40,15 +47,22 @@ import builtins
 from typing import Any
 
 __all__ = [
+    "AgentError",
     "ApiError",
     "ChildWorkflowError",
     "ConfigurationError",
     "ExecutionCancelled",
     "ExecutionNotFoundError",
     "InvalidValueError",
+    "LLMAuthenticationError",
+    "LLMBadRequestError",
+    "LLMError",
+    "LLMRateLimitError",
+    "LLMUnavailableError",
     "NonDeterminismError",
     "NotWaitingError",
     "OrchestratorUnavailableError",
+    "OutputValidationError",
     "PayloadValidationError",
     "PolosError",
     "SerializationError",
@@ -285,6 +299,80 @@ class NonDeterminismError(PolosError):
 
 class PayloadValidationError(PolosError):
     """The payload of an execution does not validate against the workflow's input model."""
+
+
+class LLMError(PolosError):
+    """A model provider refused or failed a call.
+
+    Attributes:
+        provider: ``openai``, ``anthropic``, ...
+        status_code: the HTTP status, when there was an answer.
+        retryable: whether trying again later can succeed.
+    """
+
+    retryable = False
+
+    def __init__(self, message: str, *, provider: str = "", status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.status_code = status_code
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_llm_error, (type(self), str(self), self.__dict__))
+
+
+def _rebuild_llm_error(cls: type[LLMError], message: str, state: dict[str, Any]) -> LLMError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
+
+class LLMRateLimitError(LLMError):
+    """The provider rate limited the call (HTTP 429); ``retry_after`` seconds, if it said."""
+
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        status_code: int | None = 429,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, status_code=status_code)
+        self.retry_after = retry_after
+
+
+class LLMAuthenticationError(LLMError):
+    """The API key is missing, wrong or not allowed this model (HTTP 401/403)."""
+
+
+class LLMBadRequestError(LLMError):
+    """The provider rejected the request itself (HTTP 400/404/422): fix the request."""
+
+
+class LLMUnavailableError(LLMError):
+    """The provider failed or could not be reached (5xx, overload, timeout, network)."""
+
+    retryable = True
+
+
+class AgentError(PolosError):
+    """An agent cannot go on: a guardrail refused, a hook stopped it, a tool is unknown."""
+
+
+class OutputValidationError(AgentError):
+    """The model's final answer does not fit the agent's ``output_schema``, even after the
+    one repair attempt. ``raw`` is the last answer."""
+
+    def __init__(self, message: str, raw: str = "") -> None:
+        super().__init__(message)
+        self.raw = raw
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.raw))
 
 
 class ExecutionCancelled(asyncio.CancelledError):

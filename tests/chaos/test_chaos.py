@@ -16,6 +16,7 @@ import random
 import subprocess
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -23,46 +24,29 @@ import pytest
 
 from polos import ExecutionStatus, PolosClient
 from polos.testing import ServerProcess, WorkerProcess, wait_for_workers
+from tests.chaos.private_postgres import PrivatePostgres, private_postgres
 
 HERE = Path(__file__).parent
-PG_URL = os.environ.get("POLOS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 pytestmark = [pytest.mark.chaos, pytest.mark.postgres]
 
 
-def _admin(sql: str) -> None:
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(sql)
-
-
-def _wait_for_postgres(timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            _admin("SELECT 1")
-            return
-        except psycopg.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
-def _restart_postgres() -> None:
-    version = sorted(os.listdir("/etc/postgresql"))[-1]
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart", "-m", "fast"],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    _wait_for_postgres()
+@pytest.fixture
+def cluster() -> Iterator[PrivatePostgres]:
+    """A PostgreSQL cluster of this test's own: restarting it disturbs no other test."""
+    try:
+        with private_postgres() as pg:
+            yield pg
+    except (RuntimeError, subprocess.SubprocessError) as exc:
+        detail = getattr(exc, "stderr", b"") or b""
+        pytest.fail(f"cannot run a private PostgreSQL cluster: {exc} {detail.decode()[-500:]}")
 
 
 @pytest.mark.timeout(900)
 async def test_chaos__kills_and_a_database_restart_lose_nothing_and_repeat_no_step(
-    pg_url_empty: str, tmp_path: Path
+    cluster: PrivatePostgres, tmp_path: Path
 ) -> None:
-    chaos_db = pg_url_empty
+    chaos_db = cluster.create_database("chaos")
     n = int(os.environ.get("POLOS_CHAOS_WORKFLOWS", "300"))
     delay = float(os.environ.get("POLOS_CHAOS_STEP_SECONDS", "0.15"))
     log = tmp_path / "effects.log"
@@ -79,7 +63,6 @@ async def test_chaos__kills_and_a_database_restart_lose_nothing_and_repeat_no_st
     ]
     events: list[str] = []
     rng = random.Random(int(os.environ.get("POLOS_CHAOS_SEED", "7")))
-    # Restarting the shared server disturbs anything else using it; CI runs tests serially.
     restart_database = os.environ.get("POLOS_CHAOS_RESTART_DB", "1") == "1"
     try:
         for worker in workers:
@@ -120,7 +103,7 @@ async def test_chaos__kills_and_a_database_restart_lose_nothing_and_repeat_no_st
                         and not database_restarted
                         and elapsed > 6
                     ):
-                        await asyncio.to_thread(_restart_postgres)
+                        await asyncio.to_thread(cluster.restart)
                         events.append("postgresql restarted")
                         database_restarted = True
                 assert orchestrator_killed and (database_restarted or not restart_database), (

@@ -162,6 +162,7 @@ def check_bad_input(scheduled: ServerProcess) -> None:
     for response, status, needle in cases:
         assert response.status_code == status, response.text
         assert needle in response.json()["message"], response.text
+        assert "Value error" not in response.json()["message"], response.text
 
 
 async def test_loop__fires_missed_slots_once_each_through_a_real_worker(

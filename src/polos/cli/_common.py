@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
@@ -18,6 +19,15 @@ from polos.errors import PolosError
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+def follow_terminal_width() -> None:
+    """Apply ``COLUMNS`` as it is now: the consoles above read it once, at import, and a
+    command run in process (tests, ``CliRunner``) may set it later."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        console.width = err_console.width = int(columns)
+
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -18,6 +18,7 @@ from ._common import (
     fail,
     fmt_duration,
     fmt_time,
+    follow_terminal_width,
     parse_json,
     run_async,
     styled_status,
@@ -45,6 +46,7 @@ def main(
     ctx: click.Context, api_url: str | None, api_key: str | None, project_id: str | None
 ) -> None:
     """Run workflows and inspect executions."""
+    follow_terminal_width()
     ctx.obj = {"api_url": api_url, "api_key": api_key, "project_id": project_id, "retry_for": 3.0}
 
 

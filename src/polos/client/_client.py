@@ -37,6 +37,7 @@ from polos.protocol import (
     WorkerList,
     WorkflowInfo,
     WorkflowList,
+    describe_problems,
     run_timeout_ms,
 )
 
@@ -65,11 +66,7 @@ def _checked(what: str) -> Iterator[None]:
     try:
         yield
     except pydantic.ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(value)'}: {e['msg']}"
-            for e in exc.errors()[:5]
-        )
-        raise ConfigurationError(f"invalid {what}: {problems}") from None
+        raise ConfigurationError(f"invalid {what}: {describe_problems(exc.errors())}") from None
 
 
 class PolosClient(Transport):

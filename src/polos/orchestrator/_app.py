@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 
 from polos._version import __version__
 from polos.errors import InvalidValueError, StorageError
-from polos.protocol import API_PREFIX, Health
+from polos.protocol import API_PREFIX, Health, describe_problems
 from polos.storage import describe_url
 
 from ._event_routes import router as event_router
@@ -82,11 +82,7 @@ class _TooLarge(HTTPException):
 
 
 def _validation_message(exc: RequestValidationError) -> str:
-    parts = []
-    for error in exc.errors()[:5]:
-        where = ".".join(str(p) for p in error.get("loc", ()))
-        parts.append(f"{where}: {error.get('msg', 'invalid')}")
-    return "; ".join(parts) or "invalid request"
+    return describe_problems(exc.errors()) or "invalid request"
 
 
 def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:

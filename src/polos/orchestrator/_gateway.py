@@ -40,6 +40,7 @@ from polos.protocol import (
     Wait,
     WaitKind,
     Welcome,
+    describe_problems,
     now_ms,
     worker_message_adapter,
 )
@@ -185,7 +186,9 @@ class Gateway:
             try:
                 hello = worker_message_adapter.validate_json(first)
             except pydantic.ValidationError as exc:
-                await self._refuse(connection, f"invalid hello: {exc.errors()[0]['msg']}")
+                await self._refuse(
+                    connection, f"invalid hello: {describe_problems(exc.errors(), 1)}"
+                )
                 return
             if not isinstance(hello, Hello):
                 await self._refuse(connection, "the first message must be 'hello'")
@@ -205,7 +208,10 @@ class Gateway:
                 except pydantic.ValidationError as exc:
                     log.warning("worker %s sent an invalid message: %s", session.worker_id, exc)
                     await session.send(
-                        Goodbye(reason=f"invalid message: {exc.errors()[0]['msg']}", fatal=True)
+                        Goodbye(
+                            reason=f"invalid message: {describe_problems(exc.errors(), 1)}",
+                            fatal=True,
+                        )
                     )
                     return
                 if isinstance(message, Heartbeat):

@@ -96,6 +96,7 @@ from ._flow import (
     RateLimitRequest,
     RateLimitSpec,
 )
+from ._problems import describe_problems, problem_message
 from ._schedules import (
     CatchupPolicy,
     CreateScheduleRequest,
@@ -198,10 +199,12 @@ __all__ = [
     "WorkflowInfo",
     "WorkflowList",
     "WorkflowSpec",
+    "describe_problems",
     "next_slot",
     "now_ms",
     "orchestrator_message_adapter",
     "plan_slots",
+    "problem_message",
     "run_timeout_ms",
     "slot_datetime",
     "slots_between",

@@ -8,7 +8,7 @@ from typing import Any
 import pydantic
 
 from polos.errors import ConfigurationError
-from polos.protocol import ScheduleSpec
+from polos.protocol import ScheduleSpec, describe_problems
 
 
 def schedule_option(
@@ -47,10 +47,6 @@ def schedule_option(
     try:
         spec = ScheduleSpec.model_validate(raw)
     except pydantic.ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'schedule'}: "
-            f"{str(e['msg']).removeprefix('Value error, ')}"
-            for e in exc.errors()[:5]
-        )
+        problems = describe_problems(exc.errors())
         raise ConfigurationError(f"invalid schedule {value!r}: {problems}") from None
     return spec.model_dump(mode="json")

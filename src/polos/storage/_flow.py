@@ -77,9 +77,10 @@ _BUSY_QUEUES = (
 _RUNNING = sa.text(
     "SELECT count(*) FROM executions WHERE project_id = :p AND queue = :q AND status = 'running'"
 )
+# Per key, and (summed) for the whole queue, in one statement; NULL is the keyless group.
 _RUNNING_BY_KEY = sa.text(
     "SELECT concurrency_key, count(*) FROM executions WHERE project_id = :p AND queue = :q "
-    "AND status = 'running' AND concurrency_key IS NOT NULL GROUP BY concurrency_key"
+    "AND status = 'running' GROUP BY concurrency_key"
 )
 _PICK_COLUMNS = "SELECT id, concurrency_key, started_at, priority, available_at FROM executions "
 _PICK_WHERE = (
@@ -207,7 +208,6 @@ class FlowLocks:
     candidates: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     """(project, worker) → queues with runnable work for the worker, in name order."""
     windows: dict[tuple[str, str, str], _Window] = field(default_factory=dict)
-    pruned: set[tuple[str, str]] = field(default_factory=set)
     pending: dict[tuple[str, str, str], int] = field(default_factory=dict)
     """Units granted to queue starts in this batch, not yet written: (project, name, key)."""
 
@@ -231,6 +231,8 @@ class FlowWrites:
             "names",
         )
         self._pick = sa.text(_PICK_COLUMNS + _PICK_WHERE + _PICK_ORDER + skip_locked)
+        self._pruned_at: dict[tuple[str, str], int] = {}
+        """(project, rate limit) → when this process last deleted its expired usage rows."""
 
     # ------------------------------------------------------------------ locks
 
@@ -311,15 +313,30 @@ class FlowWrites:
             if _rate_exhausted(queue, now):
                 continue  # the whole queue waits for units (the dispatcher wakes on time)
             looked_at.append(name)
+            keyed = queue is not None and queue["per_key_limit"] is not None
+            by_key: dict[str | None, int] = {}
             room = n
+            if keyed:
+                counts = conn.execute(_RUNNING_BY_KEY, {"p": project_id, "q": name}).all()
+                by_key = {k: int(c) for k, c in counts}
             if queue is not None and queue["concurrency_limit"] is not None:
-                running = conn.execute(_RUNNING, {"p": project_id, "q": name}).scalar_one()
+                running = (
+                    sum(by_key.values())
+                    if keyed
+                    else conn.execute(_RUNNING, {"p": project_id, "q": name}).scalar_one()
+                )
                 room = min(n, queue["concurrency_limit"] - int(running))
             if room <= 0:
                 continue
-            params = {"p": project_id, "q": name, "now": now, "w": worker_id, "n": room}
-            if queue is not None and queue["per_key_limit"] is not None:
-                rows = self._pick_keyed(conn, params, queue["per_key_limit"])
+            params: dict[str, Any] = {
+                "p": project_id,
+                "q": name,
+                "now": now,
+                "w": worker_id,
+                "n": room,
+            }
+            if queue is not None and keyed:
+                rows = self._pick_keyed(conn, params, queue["per_key_limit"], by_key)
             else:
                 rows = list(conn.execute(self._pick, params).all())
             candidates.extend((row, queue) for row in rows)
@@ -340,8 +357,10 @@ class FlowWrites:
         return chosen
 
     @staticmethod
-    def _pick_keyed(conn: Connection, params: dict[str, Any], key_limit: int) -> list[Any]:
-        running = {k: int(c) for k, c in conn.execute(_RUNNING_BY_KEY, params).all()}
+    def _pick_keyed(
+        conn: Connection, params: dict[str, Any], key_limit: int, by_key: Mapping[str | None, int]
+    ) -> list[Any]:
+        running = {k: c for k, c in by_key.items() if k is not None}
         full = {k for k, c in running.items() if c >= key_limit}
         room, taken = params["n"], []
         after = (MAX_PRIORITY + 1, 0, "")
@@ -430,9 +449,12 @@ class FlowWrites:
         if limit is None:
             return None
         since = now - limit["period_ms"]
-        if (project_id, name) not in locks.pruned:
+        # Rows older than the window no longer count (``_USED`` reads from ``since``):
+        # deleting them is housekeeping, done at most once per period (and per second).
+        last = self._pruned_at.get((project_id, name))
+        if last is None or now - last >= max(1000, limit["period_ms"]):
             conn.execute(_PRUNE, {"p": project_id, "name": name, "since": since})
-            locks.pruned.add((project_id, name))
+            self._pruned_at[(project_id, name)] = now
         used = conn.execute(
             _USED, {"p": project_id, "name": name, "key": key, "since": since}
         ).scalar_one()
