@@ -9,7 +9,8 @@ PolosError(Exception)
 ├── ApiError                      the orchestrator answered with an error (status, code)
 │   ├── ExecutionNotFoundError    unknown execution id (404)
 │   ├── WorkflowNotFoundError     unknown workflow id (404)
-│   └── NotWaitingError           resume of a step that is not waiting (409)
+│   ├── NotWaitingError           resume of a step that is not waiting (409)
+│   └── SessionConflictError      a session memory save lost a version race (409)
 ├── OrchestratorUnavailableError  no orchestrator answered in time
 ├── WorkflowFailedError           a remote execution ended failed (carries error_type, message)
 │   ├── WorkflowCancelledError    ... or was cancelled
@@ -66,6 +67,7 @@ __all__ = [
     "PayloadValidationError",
     "PolosError",
     "SerializationError",
+    "SessionConflictError",
     "StepExecutionError",
     "StepTimeoutError",
     "StorageError",
@@ -128,6 +130,12 @@ class WorkflowNotFoundError(ApiError):
 class NotWaitingError(ApiError):
     """The execution is not waiting at that step: it was already resumed, it timed out,
     it never suspended there, or it finished."""
+
+
+class SessionConflictError(ApiError):
+    """A save of a session's memory was refused: the stored version is no longer the
+    ``expected_version`` the save was based on (another run saved the session meanwhile,
+    or it already exists when 0 was expected). Load the memory again, merge, and retry."""
 
 
 class OrchestratorUnavailableError(PolosError):

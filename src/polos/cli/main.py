@@ -26,6 +26,7 @@ from ._common import (
 from ._events import events, resume, waits
 from ._queues import queues, rate_limits
 from ._schedules import schedules
+from ._sessions import sessions
 
 STATUSES = ["queued", "running", "waiting", "completed", "failed", "cancelled"]
 
@@ -56,6 +57,7 @@ main.add_command(events)
 main.add_command(schedules)
 main.add_command(queues)
 main.add_command(rate_limits)
+main.add_command(sessions)
 
 
 @main.command()

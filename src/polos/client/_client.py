@@ -45,6 +45,7 @@ from ._base import ExecutionHandle, _jsonable, _Portal
 from ._events import EventsClient
 from ._queues import QueuesClient
 from ._schedules import SchedulesClient
+from ._sessions import SessionsClient
 from ._transport import Transport
 from ._waits import WaitCoalescer
 
@@ -100,6 +101,7 @@ class PolosClient(Transport):
         self.schedules = SchedulesClient(self)
         """Cron schedules: create, list, update, pause, resume, delete, trigger."""
         self._queues: QueuesClient | None = None
+        self._sessions: SessionsClient | None = None
 
     # ------------------------------------------------------------------ plumbing
 
@@ -405,6 +407,13 @@ class PolosClient(Transport):
         if self._queues is None:
             self._queues = QueuesClient(self)
         return self._queues
+
+    @property
+    def sessions(self) -> SessionsClient:
+        """Agent session memory: load, save (versioned), list, delete (one per client)."""
+        if self._sessions is None:
+            self._sessions = SessionsClient(self)
+        return self._sessions
 
     @property
     def events(self) -> EventsClient:

@@ -16,6 +16,7 @@ from polos.errors import (
     ExecutionNotFoundError,
     NotWaitingError,
     OrchestratorUnavailableError,
+    SessionConflictError,
     WorkflowNotFoundError,
 )
 from polos.protocol import API_PREFIX, PROJECT_HEADER
@@ -168,6 +169,8 @@ class Transport:
                 continue
             if response.status_code >= 400:
                 raise self._error(response)
+            if response.status_code == 204:  # No Content (a delete): there is no JSON to read
+                return None
             return response.json()
 
     @staticmethod
@@ -183,4 +186,6 @@ class Transport:
             return WorkflowNotFoundError(response.status_code, code, message)
         if code == "not_waiting":
             return NotWaitingError(response.status_code, code, message)
+        if code == "version_conflict":
+            return SessionConflictError(response.status_code, code, message)
         return ApiError(response.status_code, code, message)

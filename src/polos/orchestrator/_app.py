@@ -22,6 +22,7 @@ from ._flow_routes import router as flow_router
 from ._routes import ApiProblem, problem_response, router, ui_router
 from ._runtime import OrchestratorRuntime
 from ._schedule_routes import router as schedule_router
+from ._session_routes import router as session_router
 from ._settings import OrchestratorSettings
 
 log = logging.getLogger("polos.orchestrator")
@@ -160,6 +161,7 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
     app.include_router(event_router)
     app.include_router(flow_router)
     app.include_router(schedule_router)
+    app.include_router(session_router)
     app.include_router(ui_router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

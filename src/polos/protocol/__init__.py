@@ -111,6 +111,16 @@ from ._schedules import (
     TriggerScheduleResponse,
     UpdateScheduleRequest,
 )
+from ._sessions import (
+    MAX_SESSION_MESSAGES,
+    SESSION_ID_MAX_LENGTH,
+    SESSION_ID_PATTERN,
+    SessionList,
+    SessionMemory,
+    SessionSave,
+    SessionSummaryInfo,
+    validate_session_id,
+)
 
 __all__ = [
     "API_PREFIX",
@@ -119,9 +129,12 @@ __all__ = [
     "MAX_CATCHUP",
     "MAX_PERIOD_MS",
     "MAX_RUN_TIMEOUT_SECONDS",
+    "MAX_SESSION_MESSAGES",
     "NAME_PATTERN",
     "ON_TIME_MS",
     "PROJECT_HEADER",
+    "SESSION_ID_MAX_LENGTH",
+    "SESSION_ID_PATTERN",
     "TERMINAL_STATUSES",
     "TOPIC_MAX_LENGTH",
     "TOPIC_PATTERN",
@@ -178,6 +191,10 @@ __all__ = [
     "ScheduleSource",
     "ScheduleSpec",
     "ScheduleStatus",
+    "SessionList",
+    "SessionMemory",
+    "SessionSave",
+    "SessionSummaryInfo",
     "SlotPlan",
     "StepKind",
     "StepList",
@@ -209,6 +226,7 @@ __all__ = [
     "slot_datetime",
     "slots_between",
     "validate_cron",
+    "validate_session_id",
     "validate_timezone",
     "worker_message_adapter",
 ]

@@ -3,7 +3,7 @@
 from ._context import StepInfo, WorkflowContext, current_context, current_step
 from ._execute import AttemptInput, AttemptOutcome, error_info, run_attempt
 from ._fingerprint import fingerprint
-from ._flow import Queue, RateLimit, RateLimitGrant, queue
+from ._flow import Queue, RateLimit, RateLimitGrant, queue, queue_option
 from ._retry import (
     DEFAULT_MAX_RECOVERY_ATTEMPTS,
     DEFAULT_STEP_RETRY,
@@ -62,6 +62,7 @@ __all__ = [
     "from_json_value",
     "qualified_name",
     "queue",
+    "queue_option",
     "run_attempt",
     "to_json_value",
     "type_name",

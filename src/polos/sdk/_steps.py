@@ -233,19 +233,40 @@ class BaseStep:
             NonDeterminismError: the key was recorded as another kind of step.
             ExecutionCancelled: the execution was cancelled (or timed out) meanwhile.
         """
-        policy = kwargs.pop("retry_policy", None)
-        if policy is not None and not isinstance(policy, RetryPolicy):
+        policy: Any = kwargs.pop("retry_policy", None)
+        timeout: Any = kwargs.pop("timeout", None)
+        return await self.run_as(StepKind.RUN, key, fn, args, kwargs, policy, timeout)
+
+    async def run_as(
+        self,
+        kind: StepKind,
+        key: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        retry_policy: RetryPolicy | None = None,
+        timeout: float | timedelta | None = None,
+    ) -> Any:
+        """:meth:`run` recorded as another kind of step (``llm``, ``tool``): agents use it so
+        that the step log and the UI tell model calls and tool calls from other steps."""
+        if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
             raise ConfigurationError("retry_policy must be a polos.RetryPolicy")
-        timeout = step_timeout_seconds(kwargs.pop("timeout", None))
+        seconds = step_timeout_seconds(timeout)
         full_key = self._next_key(key)
-        record = self._replayed(full_key, StepKind.RUN, "run")
+        record = self._replayed(full_key, kind, "run" if kind == StepKind.RUN else kind.value)
         if record is not None:
             return self._outcome(record, fn)
         try:
             # Values recorded with uuid/now/random must be durable before any side effect uses them.
             await self.flush()
             return await self._execute(
-                full_key, fn, args, kwargs, policy or DEFAULT_STEP_RETRY, timeout
+                full_key,
+                fn,
+                args,
+                kwargs or {},
+                retry_policy or DEFAULT_STEP_RETRY,
+                seconds,
+                kind,
             )
         except asyncio.CancelledError:
             self._raise_if_cancelled()
@@ -309,11 +330,12 @@ class BaseStep:
         kwargs: dict[str, Any],
         policy: RetryPolicy,
         timeout: float | None = None,
+        kind: StepKind = StepKind.RUN,
     ) -> Any:
         started = now_ms()
         self._in_flight[full_key] = started
         try:
-            return await self._attempts(full_key, fn, args, kwargs, policy, started, timeout)
+            return await self._attempts(full_key, fn, args, kwargs, policy, started, timeout, kind)
         finally:
             del self._in_flight[full_key]
 
@@ -326,6 +348,7 @@ class BaseStep:
         policy: RetryPolicy,
         started: int,
         timeout: float | None = None,
+        kind: StepKind = StepKind.RUN,
     ) -> Any:
         attempt = 0
         while True:
@@ -348,7 +371,7 @@ class BaseStep:
                 )
                 record = self._new_record(
                     full_key,
-                    StepKind.RUN,
+                    kind,
                     error=error,
                     attempts=attempt,
                     started_at=started,
@@ -362,7 +385,7 @@ class BaseStep:
             output = to_json_value(result, f"step {full_key!r}")
             record = self._new_record(
                 full_key,
-                StepKind.RUN,
+                kind,
                 output=output,
                 output_type=type_name(result),
                 attempts=attempt,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 import pydantic
 
@@ -93,6 +93,22 @@ def _one(
             f"unknown child option(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
         )
     return BatchWorkflowInput(workflow, payload, **options)
+
+
+class AgentInvocation(Protocol):
+    """What ``agent.with_input(...)`` returns: the agent (a workflow) and its payload."""
+
+    @property
+    def workflow(self) -> Workflow[Any]:
+        """The agent's workflow."""
+
+    @property
+    def payload(self) -> Any:
+        """The run's payload."""
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """Child options (queue, concurrency_key, priority, run_timeout)."""
 
 
 class Step(BaseStep):
@@ -429,6 +445,28 @@ class Step(BaseStep):
         specs = self._children(full_key, items)
         spec = WaitSpec(kind=WaitKind.CHILD, data={"batch": True})
         await self._park(full_key, StepKind.INVOKE_WAIT, spec, started=now_ms(), children=specs)
+
+    # ------------------------------------------------------------------ agents
+
+    async def agent_invoke_and_wait(self, key: str, run: AgentInvocation) -> Any:
+        """Run an agent (``agent.with_input(...)``) as a child execution, wait for it
+        without holding a worker, and return its ``AgentResult``.
+
+        Raises:
+            ChildWorkflowError: the agent run failed or was cancelled.
+        """
+        return await self.invoke_and_wait(key, run.workflow, run.payload, **run.options)
+
+    async def agent_invoke(self, key: str, run: AgentInvocation) -> ChildHandle:
+        """Start an agent run as a child execution without waiting for it."""
+        return await self.invoke(key, run.workflow, run.payload, **run.options)
+
+    async def batch_agent_invoke_and_wait(
+        self, key: str, runs: Sequence[AgentInvocation]
+    ) -> list[BatchStepResult]:
+        """Fan out agent runs; their outcomes (``.result`` an ``AgentResult``) in input order."""
+        items = [_one(r.workflow, r.payload, dict(r.options)) for r in runs]
+        return await self.batch_invoke_and_wait(key, items)
 
     # ------------------------------------------------------------------ rate limits
 

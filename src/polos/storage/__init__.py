@@ -57,6 +57,7 @@ from ._schedules import (
 from ._schedules import (
     queue_name as schedule_queue,
 )
+from ._sessions import SessionStore, SessionVersionConflict
 from ._store import Store, unit_random
 from ._tables import metadata
 from ._writes import CANCEL_CHANNEL, DONE_CHANNEL, EVENT_CHANNEL, WORK_CHANNEL
@@ -159,6 +160,8 @@ __all__ = [
     "Resumed",
     "ScheduleRefused",
     "ScheduleStore",
+    "SessionStore",
+    "SessionVersionConflict",
     "Store",
     "Transition",
     "WaitOp",

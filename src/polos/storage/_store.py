@@ -45,6 +45,7 @@ from ._ops import (
     WriteOp,
 )
 from ._schedules import ScheduleStore
+from ._sessions import SessionStore
 from ._workers import Registration, register, workers_of, workflows_of
 from ._writes import CANCEL_CHANNEL, Dialect, Writes, notify
 
@@ -96,6 +97,8 @@ class Store:
         self._migrator = ThreadPoolExecutor(1, thread_name_prefix="polos-db-migrate")
         self.schedules = ScheduleStore(self)
         """Cron schedules: create, change, trigger, fire due slots."""
+        self.sessions = SessionStore(self)
+        """Agent session memory: get, save with a version check, list, delete."""
 
     # ------------------------------------------------------------------ plumbing
 

@@ -377,3 +377,22 @@ schedules = sa.Table(
         postgresql_where=sa.text("status = 'active'"),
     ),
 )
+
+# ---------------------------------------------------------------------------- 0004: agent sessions
+
+# An agent session's conversation memory. ``messages`` is a JSON list of message objects
+# that storage never looks into; ``version`` counts saves (optimistic concurrency: a save
+# names the version it was based on).
+agent_sessions = sa.Table(
+    "agent_sessions",
+    metadata,
+    sa.Column("project_id", sa.Text, sa.ForeignKey("projects.id"), primary_key=True),
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("summary", sa.Text),
+    sa.Column("messages", sa.Text, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    # GET /sessions: a project's sessions, most recently saved first
+    sa.Index("ix_agent_sessions_updated", "project_id", "updated_at", "id"),
+)

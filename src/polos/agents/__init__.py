@@ -1,0 +1,51 @@
+"""Durable AI agents: ``Agent``, ``@tool``, stop conditions, guardrails and hooks.
+
+An agent is a workflow whose steps are model calls and tool calls: it survives a crash
+of its worker without repeating a completed call, and waits for a human (tool
+approval) without holding a worker.
+"""
+
+from ._agent import Agent
+from ._control import (
+    Guardrail,
+    GuardrailContext,
+    GuardrailResult,
+    HookContext,
+    HookResult,
+    StopCondition,
+    StopContext,
+    executed_tool,
+    guardrail,
+    has_text,
+    max_steps,
+    max_tokens,
+    stop_condition,
+)
+from ._tool import Tool, WorkflowTool, tool
+from ._types import AgentInput, AgentOutput, AgentResult, AgentRunConfig, AgentStep, ToolResult
+
+__all__ = [
+    "Agent",
+    "AgentInput",
+    "AgentOutput",
+    "AgentResult",
+    "AgentRunConfig",
+    "AgentStep",
+    "Guardrail",
+    "GuardrailContext",
+    "GuardrailResult",
+    "HookContext",
+    "HookResult",
+    "StopCondition",
+    "StopContext",
+    "Tool",
+    "ToolResult",
+    "WorkflowTool",
+    "executed_tool",
+    "guardrail",
+    "has_text",
+    "max_steps",
+    "max_tokens",
+    "stop_condition",
+    "tool",
+]

@@ -1,0 +1,417 @@
+"""The agent loop: call the model, run the tools it asks for, repeat until it answers.
+
+Durability: every model call is a recorded ``llm`` step (``llm:N``), every tool call a
+recorded ``tool`` step (``tool:N:CALL_ID``, the call id coming from the recorded model
+answer), every guardrail and hook call a recorded step. A run that crashes, or parks
+for a tool approval, replays its recorded steps without calling the model or a tool
+again, and goes on from the first step it has not recorded. The conversation is
+rebuilt from recorded values only, so it is identical on replay.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import pydantic
+
+from polos.errors import (
+    AgentError,
+    ChildWorkflowError,
+    LLMAuthenticationError,
+    LLMBadRequestError,
+    OutputValidationError,
+    StepExecutionError,
+)
+from polos.llm import LLMRequest, LLMResponse, Message, ToolCall, Usage
+from polos.protocol import StepKind
+from polos.sdk import RetryPolicy, WorkflowContext
+
+from ._control import (
+    JUDGE_SCHEMA,
+    GuardrailContext,
+    GuardrailResult,
+    HookContext,
+    HookEvent,
+    HookResult,
+    StopContext,
+    call_user_fn,
+    guardrail_result,
+    hook_result,
+)
+from ._tool import Tool
+from ._types import AgentInput, AgentOutput, AgentStep, ToolResult
+
+if TYPE_CHECKING:
+    from ._agent import Agent
+
+LLM_RETRY = RetryPolicy(
+    max_attempts=3,
+    initial_interval=1.0,
+    non_retryable_errors=(LLMAuthenticationError, LLMBadRequestError),
+)
+"""Step-level retries of a model call, on top of the adapter's own retries (which honour
+the provider's retry-after): a failed attempt is never recorded, so a retry is safe."""
+
+_REPAIR = (
+    "Your answer does not match the required JSON schema: {error}\n"
+    "Answer again with only a JSON value that matches the schema."
+)
+
+
+class AgentRun:
+    """One execution of an agent (one attempt's worth of state, rebuilt on replay)."""
+
+    def __init__(self, agent: Agent[Any], ctx: WorkflowContext, payload: AgentInput) -> None:
+        self.agent = agent
+        self.ctx = ctx
+        self.payload = payload
+        self.tools: dict[str, Tool] = {t.name: t for t in agent.tools}
+        self.messages: list[Message] = []
+        self.steps: list[AgentStep] = []
+        self.usage = Usage()
+        self.stop_reason = "completed"
+
+    # ------------------------------------------------------------------ the run
+
+    async def run(self) -> AgentOutput:
+        """Run the loop to its end and return what is recorded as the execution's result."""
+        text = await self._start()
+        if text is not None:
+            self.messages.append(Message(role="user", content=text))
+        answer = await self._turns()
+        result: Any = answer
+        if self.agent.output_schema is not None:
+            result = await self._structured(answer)
+        final = await self._hooks("on_end", step=len(self.steps), text=answer)
+        if final.modified_text is not None:
+            answer = final.modified_text
+            if self.agent.output_schema is None:
+                result = answer
+        return AgentOutput(
+            agent_id=self.agent.id,
+            execution_id=self.ctx.execution_id,
+            result=result,
+            text=answer,
+            steps=self.steps,
+            usage=self.usage,
+            stop_reason=self.stop_reason,
+            session_id=self.payload.session_id,
+            messages=self.messages,
+        )
+
+    async def _start(self) -> str | None:
+        """The input: guardrails and ``on_start`` hooks; the conversation so far."""
+        given = self.payload.input
+        if isinstance(given, list):
+            self.messages.extend(given)
+            text = next((m.content for m in reversed(given) if m.role == "user"), "")
+            await self._check_input(text)
+            await self._hooks("on_start", text=text)
+            return None
+        await self._check_input(given)
+        started = await self._hooks("on_start", text=given)
+        return started.modified_input if started.modified_input is not None else given
+
+    async def _turns(self) -> str:
+        """Model calls and tool calls until the model answers or a stop condition holds."""
+        n = 0
+        while True:
+            n += 1
+            await self._hooks("on_agent_step_start", step=n)
+            response = await self._answer(n)
+            step = AgentStep(
+                step=n,
+                text=response.text,
+                reasoning=response.reasoning,
+                tool_calls=response.tool_calls,
+                usage=response.usage,
+            )
+            self.steps.append(step)
+            self.usage = self.usage + response.usage
+            self.messages.append(response.as_message())
+            for call in response.tool_calls:
+                step.tool_results.append(await self._tool_call(n, call))
+            ended = await self._hooks("on_agent_step_end", step=n, text=response.text)
+            if ended.stop:
+                self.stop_reason = "hook"
+                return await self._final_text(n, response)
+            if not response.tool_calls:
+                return response.text
+            reason = self._stopped()
+            if reason is not None:
+                self.stop_reason = reason
+                return await self._final_text(n, response)
+
+    def _stopped(self) -> str | None:
+        context = StopContext(self.agent.id, self.steps, self.usage)
+        for condition in self.agent.stop_conditions:
+            if condition(context):
+                return condition.name
+        if len(self.steps) >= self.agent.max_steps:
+            return "max_steps"
+        return None
+
+    async def _final_text(self, n: int, last: LLMResponse) -> str:
+        """The run stops after tool calls: one more model call, without tools, to answer."""
+        if not last.tool_calls:
+            return last.text
+        response = await self._llm("llm:final", self._request(tools=False))
+        # Without tools offered, a call asked for anyway cannot run: keep only the text.
+        response = response.model_copy(update={"tool_calls": []})
+        self.usage = self.usage + response.usage
+        self.messages.append(response.as_message())
+        self.steps.append(
+            AgentStep(
+                step=n + 1, text=response.text, reasoning=response.reasoning, usage=response.usage
+            )
+        )
+        return response.text
+
+    # ------------------------------------------------------------------ the model
+
+    def _request(self, *, tools: bool = True) -> LLMRequest:
+        a = self.agent
+        return LLMRequest(
+            model=a.model,
+            messages=list(self.messages),
+            system=a.system_prompt,
+            tools=[t.spec() for t in a.tools] if tools else [],
+            temperature=a.temperature,
+            max_output_tokens=a.max_output_tokens,
+            output_schema=a.output_json_schema,
+            output_schema_name=a.output_schema_name,
+            extra={**a.provider_kwargs, **self.payload.provider_kwargs},
+        )
+
+    async def _llm(self, key: str, request: LLMRequest) -> LLMResponse:
+        provider = self.agent.llm()
+
+        async def generate(request: LLMRequest) -> LLMResponse:
+            return await provider.generate(request)
+
+        response = await self.ctx.step.run_as(
+            StepKind.LLM, key, generate, (request,), retry_policy=LLM_RETRY
+        )
+        return (
+            response if isinstance(response, LLMResponse) else LLMResponse.model_validate(response)
+        )
+
+    async def _answer(self, n: int) -> LLMResponse:
+        """Turn ``n``'s model answer, re-asked (with the reason) while an output guardrail
+        refuses it, up to ``guardrail_max_retries`` times."""
+        feedback: list[Message] = []
+        for _ in range(self.agent.guardrail_max_retries + 1):
+            request = self._request()
+            request.messages.extend(feedback)
+            response = await self._llm(f"llm:{n}", request)
+            refused = await self._check_output(n, response)
+            if refused is None:
+                return response
+            if isinstance(refused, str):
+                return response.model_copy(update={"text": refused})
+            feedback += [
+                response.as_message(),
+                Message(
+                    role="user", content=f"Your answer was refused: {refused.reason}. Try again."
+                ),
+            ]
+        raise AgentError(
+            f"agent {self.agent.id!r}: every answer of turn {n} was refused by a guardrail "
+            f"({self.agent.guardrail_max_retries + 1} tries)"
+        )
+
+    # ------------------------------------------------------------------ tools
+
+    async def _tool_call(self, n: int, call: ToolCall) -> ToolResult:
+        tool = self.tools.get(call.name)
+        arguments = dict(call.arguments)
+        result = ToolResult(step=n, call_id=call.id, name=call.name, arguments=arguments)
+        if tool is None:
+            known = ", ".join(sorted(self.tools)) or "none"
+            return self._tool_answer(
+                result, f"Error: there is no tool {call.name!r} (tools: {known})", True
+            )
+        started = await self._hooks("on_tool_start", step=n, tool_call=call)
+        if started.modified_arguments is not None:
+            arguments = result.arguments = started.modified_arguments
+        if tool.approval == "always":
+            rejection = await self._approval(n, call, arguments)
+            if rejection is not None:
+                return self._tool_answer(result, rejection, True)
+        try:
+            output, failed = await tool.execute(self.ctx, f"tool:{n}:{call.id}", arguments), False
+        except StepExecutionError as exc:
+            output, failed = (
+                f"Error: {exc.error_type.rsplit('.', 1)[-1]}: {exc.error_message}",
+                True,
+            )
+        except ChildWorkflowError as exc:
+            output, failed = f"Error: {exc}", True
+        except pydantic.ValidationError as exc:
+            output, failed = f"Error: invalid arguments: {exc}", True
+        ended = await self._hooks("on_tool_end", step=n, tool_call=call, tool_output=output)
+        if ended.modified_output is not None:
+            output = ended.modified_output
+        return self._tool_answer(result, output, failed)
+
+    def _tool_answer(self, result: ToolResult, output: str, failed: bool) -> ToolResult:
+        result.output, result.error = output, failed
+        self.messages.append(
+            Message(role="tool", content=output, tool_call_id=result.call_id, name=result.name)
+        )
+        return result
+
+    async def _approval(self, n: int, call: ToolCall, arguments: dict[str, Any]) -> str | None:
+        """Wait (holding no worker) for a human to approve the call; the rejection text if not."""
+        decision = await self.ctx.step.suspend(
+            f"approve:{n}:{call.id}",
+            data={
+                "_source": "tool_approval",
+                "tool": call.name,
+                "arguments": arguments,
+                "_form": {
+                    "title": f"Approve {call.name}?",
+                    "fields": [
+                        {"name": "approved", "type": "boolean", "required": True},
+                        {"name": "feedback", "type": "textarea", "required": False},
+                    ],
+                },
+            },
+        )
+        data = decision.data if isinstance(decision.data, dict) else {}
+        if data.get("approved") is True:
+            return None
+        feedback = str(data.get("feedback") or "no reason given")
+        return f"The user rejected this tool call: {feedback}"
+
+    # ------------------------------------------------------------------ structured output
+
+    async def _structured(self, answer: str) -> Any:
+        """The final answer validated against ``output_schema``; one repair call if it fails."""
+        schema = self.agent.output_schema
+        assert schema is not None
+        error = _validate(schema, answer)
+        if error is None:
+            return json.loads(answer) if answer.strip() else None
+        self.messages.append(Message(role="user", content=_REPAIR.format(error=error)))
+        response = await self._llm("llm:repair", self._request(tools=False))
+        self.usage = self.usage + response.usage
+        self.messages.append(response.as_message())
+        repaired = _validate(schema, response.text)
+        if repaired is not None:
+            raise OutputValidationError(
+                f"agent {self.agent.id!r}: the answer does not match {schema.__name__} "
+                f"after one repair: {repaired}",
+                raw=response.text,
+            )
+        return json.loads(response.text)
+
+    # ------------------------------------------------------------------ guardrails and hooks
+
+    async def _check_input(self, text: str) -> None:
+        for i, g in enumerate(self.agent.input_guardrails):
+            decision = await self._guardrail(f"guardrail:input:{i}", g, "input", text, ())
+            if not decision.passed:
+                raise AgentError(
+                    f"agent {self.agent.id!r}: input refused by guardrail {g.name!r}: {decision.reason}"
+                )
+
+    async def _check_output(self, n: int, response: LLMResponse) -> GuardrailResult | str | None:
+        """None: every guardrail passed; a str: passed with this text instead; else the refusal."""
+        text, changed = response.text, False
+        for i, g in enumerate(self.agent.guardrails):
+            key = f"guardrail:{n}:{i}"
+            decision = await self._guardrail(key, g, "output", text, response.tool_calls)
+            if not decision.passed:
+                return decision
+            if decision.modified_text is not None:
+                text, changed = decision.modified_text, True
+        return text if changed else None
+
+    async def _guardrail(
+        self, key: str, g: Any, phase: str, text: str, tool_calls: Any
+    ) -> GuardrailResult:
+        context = GuardrailContext(
+            agent_id=self.agent.id,
+            execution_id=self.ctx.execution_id,
+            phase=phase,  # type: ignore[arg-type]
+            text=text,
+            tool_calls=tuple(tool_calls),
+            session_id=self.payload.session_id,
+            user_id=self.payload.user_id,
+        )
+
+        async def decide() -> dict[str, Any]:
+            if g.fn is not None:
+                return guardrail_result(await call_user_fn(g.fn, context), g.name).model_dump()
+            return (await self._judge(g.instruction, text)).model_dump()
+
+        raw = await self.ctx.step.run(key, decide)
+        return GuardrailResult.model_validate(raw)
+
+    async def _judge(self, instruction: str, text: str) -> GuardrailResult:
+        """An instruction guardrail: the agent's own model answers ``{passed, reason}``."""
+        request = LLMRequest(
+            model=self.agent.model,
+            system='You check text against a rule. Answer with JSON {"passed": bool, "reason": str}.',
+            messages=[Message(role="user", content=f"Rule: {instruction}\n\nText:\n{text}")],
+            output_schema=JUDGE_SCHEMA,
+            output_schema_name="guardrail_decision",
+        )
+        response = await self.agent.llm().generate(request)
+        try:
+            return GuardrailResult.model_validate_json(response.text)
+        except pydantic.ValidationError:
+            return GuardrailResult(
+                passed=False, reason=f"the judge's answer is not valid: {response.text[:200]}"
+            )
+
+    async def _hooks(
+        self,
+        event: HookEvent,
+        *,
+        step: int = 0,
+        text: str = "",
+        tool_call: ToolCall | None = None,
+        tool_output: str | None = None,
+    ) -> HookResult:
+        """Run the hooks of ``event`` in order, each a recorded step; their changes add up."""
+        merged = HookResult()
+        for i, hook in enumerate(self.agent.hooks.get(event, [])):
+            context = HookContext(
+                event=event,
+                agent_id=self.agent.id,
+                execution_id=self.ctx.execution_id,
+                step=step,
+                session_id=self.payload.session_id,
+                user_id=self.payload.user_id,
+                text=merged.modified_text if merged.modified_text is not None else text,
+                tool_call=tool_call,
+                tool_output=merged.modified_output
+                if merged.modified_output is not None
+                else tool_output,
+                messages=tuple(self.messages),
+            )
+
+            async def call(hook: Any = hook, context: HookContext = context) -> dict[str, Any]:
+                return hook_result(await call_user_fn(hook, context), event).model_dump()
+
+            got = HookResult.model_validate(
+                await self.ctx.step.run(f"hook:{event}:{step}:{i}", call)
+            )
+            updates = {k: v for k, v in got.model_dump().items() if v not in (None, False, "")}
+            merged = merged.model_copy(update=updates)
+        return merged
+
+
+def _validate(schema: type[pydantic.BaseModel], text: str) -> str | None:
+    """None if ``text`` is JSON matching ``schema``; else why not."""
+    try:
+        schema.model_validate_json(text)
+    except pydantic.ValidationError as exc:
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(answer)'}: {e['msg']}"
+            for e in exc.errors()[:5]
+        )
+    return None

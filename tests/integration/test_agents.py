@@ -1,0 +1,79 @@
+"""Agents end to end: a real orchestrator and worker, the real openai client, a fake model.
+
+The fake server answers by the state of the conversation (how many tool results it
+holds), so a request repeated after a crash gets the same answer; it counts every
+request, which is how "no completed model call is paid twice" is checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from polos import PolosClient
+from polos.testing import FakeLLMServer, FakeReply, FakeRequest
+from polos.testing._processes import ServerProcess
+from tests.integration.conftest import WORKERS_DIR, Workers, count_lines, wait_until
+from tests.integration.workers.agent_worker import assistant
+
+AGENT_WORKER = WORKERS_DIR / "agent_worker.py"
+
+
+def _script(request: FakeRequest) -> FakeReply:
+    done = request.tool_results
+    if done < 2:
+        return FakeReply(tool_calls=[("lookup", {"x": done + 1})], usage=(30, 5))
+    return FakeReply("1 and 4", usage=(50, 4))
+
+
+@pytest.fixture
+def fake_llm() -> Iterator[FakeLLMServer]:
+    with FakeLLMServer() as server:
+        server.respond_with(_script)
+        yield server
+
+
+def _env(fake_llm: FakeLLMServer, **extra: str) -> dict[str, str]:
+    return {"FAKE_LLM_URL": fake_llm.url, "OPENAI_API_KEY": "test-key", **extra}
+
+
+@pytest.mark.parametrize("api", ["chat_completions", "responses"])
+async def test_agent_run__tools_then_answer_through_the_real_openai_client(
+    server: ServerProcess, start_worker: Workers, fake_llm: FakeLLMServer, side_log: Path, api: str
+) -> None:
+    start_worker(AGENT_WORKER, env=_env(fake_llm, FAKE_LLM_API=api))
+    async with PolosClient(server.url) as client:
+        result = await assistant.run(client, "look up 1 and 2", timeout=60)
+    assert result.result == "1 and 4" and result.stop_reason == "completed"
+    assert [r.arguments for r in result.tool_results] == [{"x": 1}, {"x": 2}]
+    assert result.usage.input_tokens == 110 and result.total_steps == 3
+    assert fake_llm.count() == 3
+    assert (
+        count_lines(side_log, "lookup 1 start") == 1 and count_lines(side_log, "lookup 2 end") == 1
+    )
+    # What the model was sent: the system prompt and the tool, then each tool's result.
+    last = fake_llm.requests[-1]
+    assert last.tool_results == 2 and "You look numbers up." in str(last.body)
+
+
+async def test_agent_crash__kill9_mid_tool_resumes_without_repeating_a_model_call(
+    server: ServerProcess, start_worker: Workers, fake_llm: FakeLLMServer, side_log: Path
+) -> None:
+    env = _env(fake_llm, SLOW_LOOKUP="2")
+    victim = start_worker(AGENT_WORKER, env=env)
+    async with PolosClient(server.url) as client:
+        handle = await client.invoke(assistant.id, assistant.payload("go").model_dump(mode="json"))
+        wait_until(lambda: count_lines(side_log, "lookup 2 start") == 1, what="the slow tool call")
+        victim.kill()
+        start_worker(AGENT_WORKER, env=_env(fake_llm))
+        result = assistant.parse_result(await handle.result(timeout=60))
+    assert result.result == "1 and 4"
+    # Model calls 1 and 2 were recorded before the kill: only call 3 is new.
+    assert fake_llm.count() == 3
+    # The finished tool call ran once; the one in flight at the kill ran again.
+    assert count_lines(side_log, "lookup 1 start") == 1
+    assert (
+        count_lines(side_log, "lookup 2 start") == 2 and count_lines(side_log, "lookup 2 end") == 1
+    )
