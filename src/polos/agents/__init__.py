@@ -6,6 +6,7 @@ approval) without holding a worker.
 """
 
 from ._agent import Agent
+from ._agent_tools import AgentTool, AskUser, Handoff, ask_user_tool
 from ._control import (
     Guardrail,
     GuardrailContext,
@@ -31,9 +32,12 @@ __all__ = [
     "AgentResult",
     "AgentRunConfig",
     "AgentStep",
+    "AgentTool",
+    "AskUser",
     "Guardrail",
     "GuardrailContext",
     "GuardrailResult",
+    "Handoff",
     "HookContext",
     "HookResult",
     "StopCondition",
@@ -41,6 +45,7 @@ __all__ = [
     "Tool",
     "ToolResult",
     "WorkflowTool",
+    "ask_user_tool",
     "executed_tool",
     "guardrail",
     "has_text",

@@ -10,11 +10,13 @@ from typing import Any, Generic, TypeVar, cast
 
 import pydantic
 
+from polos.client import PolosClient
 from polos.errors import ConfigurationError
 from polos.llm import LLMProvider, Message, create_provider
 from polos.protocol import run_timeout_ms
-from polos.sdk import Queue, RetryPolicy, Workflow, WorkflowContext, queue_option
+from polos.sdk import Queue, RateLimit, RetryPolicy, Workflow, WorkflowContext, queue_option
 
+from ._agent_tools import AgentTool
 from ._control import (
     HOOK_EVENTS,
     Guardrail,
@@ -62,6 +64,13 @@ class Agent(Workflow[AgentResult[OutputT]], Generic[OutputT]):
         provider_base_url: the provider's URL (OpenAI-compatible servers, proxies, tests).
         provider_llm_api: OpenAI only: ``"responses"`` (default) or ``"chat_completions"``.
         provider_kwargs: extra keyword arguments for every model call.
+        request_rate_limit, token_rate_limit: flow-control rate limits (names or
+            ``RateLimit``) taken before each model call: one unit per request, and the
+            call's estimated tokens (prompt estimate + ``max_output_tokens``, default 1,000),
+            so that a provider-wide budget holds across every run and worker.
+        memory: with a ``session_id``, load the session's conversation first and save it
+            after (``memory_keep_messages`` recent messages are kept; past
+            ``memory_token_budget`` estimated tokens, older turns are summarised).
         queue, timeout, retry: as for ``@workflow``.
     """
 
@@ -90,6 +99,11 @@ class Agent(Workflow[AgentResult[OutputT]], Generic[OutputT]):
         provider_base_url: str | None = None,
         provider_llm_api: str | None = None,
         provider_kwargs: dict[str, Any] | None = None,
+        request_rate_limit: str | RateLimit | None = None,
+        token_rate_limit: str | RateLimit | None = None,
+        memory: bool = True,
+        memory_keep_messages: int = 40,
+        memory_token_budget: int = 8000,
         description: str | None = None,
         queue: str | Queue | None = None,
         timeout: float | timedelta | None = None,
@@ -106,7 +120,7 @@ class Agent(Workflow[AgentResult[OutputT]], Generic[OutputT]):
             isinstance(schema, type) and issubclass(schema, pydantic.BaseModel)
         ):
             raise ConfigurationError("output_schema must be a pydantic BaseModel subclass")
-        self.tools = [as_tool(t) for t in tools]
+        self.tools = [AgentTool(t) if isinstance(t, Agent) else as_tool(t) for t in tools]
         names = [t.name for t in self.tools]
         if len(set(names)) != len(names):
             raise ConfigurationError(f"two tools of one agent share a name: {sorted(names)}")
@@ -138,6 +152,14 @@ class Agent(Workflow[AgentResult[OutputT]], Generic[OutputT]):
         self.provider_base_url = provider_base_url
         self.provider_llm_api = provider_llm_api
         self.provider_kwargs = dict(provider_kwargs or {})
+        if memory_keep_messages < 2 or memory_token_budget < 100:
+            raise ConfigurationError("memory_keep_messages >= 2 and memory_token_budget >= 100")
+        self.memory = memory
+        self.request_rate_limit = request_rate_limit
+        self.token_rate_limit = token_rate_limit
+        self.memory_keep_messages = memory_keep_messages
+        self.memory_token_budget = memory_token_budget
+        self._client: Any = None
         timeout_ms = run_timeout_ms(timeout, "timeout")
 
         async def run_agent(ctx: WorkflowContext, payload: AgentInput) -> dict[str, Any]:
@@ -182,6 +204,16 @@ class Agent(Workflow[AgentResult[OutputT]], Generic[OutputT]):
                 base_url=self.provider_base_url,
             )
         return self._provider
+
+    def attach(self, client: Any) -> None:
+        """The client the agent uses for session memory (a ``Worker`` attaches its own)."""
+        self._client = client
+
+    def api_client(self) -> Any:
+        """The attached client, or one configured from the environment (``POLOS_API_URL``...)."""
+        if self._client is None:
+            self._client = PolosClient()
+        return self._client
 
     # ------------------------------------------------------------------ running it
 

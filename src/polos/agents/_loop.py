@@ -25,8 +25,10 @@ from polos.errors import (
 )
 from polos.llm import LLMRequest, LLMResponse, Message, ToolCall, Usage
 from polos.protocol import StepKind
-from polos.sdk import RetryPolicy, WorkflowContext
+from polos.sdk import RateLimit, RetryPolicy, WorkflowContext
 
+from . import _memory as memory
+from ._agent_tools import Handoff, result_text
 from ._control import (
     JUDGE_SCHEMA,
     GuardrailContext,
@@ -40,7 +42,7 @@ from ._control import (
     hook_result,
 )
 from ._tool import Tool
-from ._types import AgentInput, AgentOutput, AgentStep, ToolResult
+from ._types import AgentInput, AgentOutput, AgentResult, AgentStep, ToolResult
 
 if TYPE_CHECKING:
     from ._agent import Agent
@@ -71,23 +73,40 @@ class AgentRun:
         self.steps: list[AgentStep] = []
         self.usage = Usage()
         self.stop_reason = "completed"
+        self.system = agent.system_prompt
+        self.summary: str | None = None
+        self.memory_version = 0
+        self.memory_base = 0
+        self.handed_over: AgentResult[Any] | None = None
 
     # ------------------------------------------------------------------ the run
 
     async def run(self) -> AgentOutput:
         """Run the loop to its end and return what is recorded as the execution's result."""
+        remember = bool(self.payload.session_id) and self.agent.memory
+        if remember:
+            await self._load_memory()
         text = await self._start()
         if text is not None:
             self.messages.append(Message(role="user", content=text))
         answer = await self._turns()
         result: Any = answer
         if self.agent.output_schema is not None:
+            handed = self.handed_over
+            if (
+                handed is not None
+                and handed.result is not None
+                and not isinstance(handed.result, str)
+            ):
+                answer = result_text(handed)
             result = await self._structured(answer)
         final = await self._hooks("on_end", step=len(self.steps), text=answer)
         if final.modified_text is not None:
             answer = final.modified_text
             if self.agent.output_schema is None:
                 result = answer
+        if remember:
+            await self._save_memory()
         return AgentOutput(
             agent_id=self.agent.id,
             execution_id=self.ctx.execution_id,
@@ -132,6 +151,9 @@ class AgentRun:
             self.messages.append(response.as_message())
             for call in response.tool_calls:
                 step.tool_results.append(await self._tool_call(n, call))
+                if self.handed_over is not None:
+                    self.stop_reason = "handoff"
+                    return self.handed_over.text
             ended = await self._hooks("on_agent_step_end", step=n, text=response.text)
             if ended.stop:
                 self.stop_reason = "hook"
@@ -168,6 +190,46 @@ class AgentRun:
         )
         return response.text
 
+    # ------------------------------------------------------------------ session memory
+
+    async def _load_memory(self) -> None:
+        """The session's conversation before this run's input (compacted if over budget)."""
+        sid = self.payload.session_id
+        assert sid is not None
+        raw = await self.ctx.step.run("memory:load", memory.load, self.agent.api_client(), sid)
+        history = memory.parse_messages(raw.get("messages") or [])
+        self.summary, self.memory_version = raw.get("summary"), int(raw.get("version") or 0)
+        if memory.estimate_tokens(history, self.summary) > self.agent.memory_token_budget:
+            cut = memory.turn_start(history, self.agent.memory_keep_messages)
+            if cut > 0:
+                prompt = memory.COMPACTION_PROMPT.format(
+                    summary=self.summary or "", transcript=memory.transcript(history[:cut])
+                )
+                request = LLMRequest(
+                    model=self.agent.model, messages=[Message(role="user", content=prompt)]
+                )
+                response = await self._llm("llm:compaction", request)
+                self.usage = self.usage + response.usage
+                self.summary, history = response.text, history[cut:]
+        self.messages = history
+        self.memory_base = len(history)
+        self.system = memory.with_summary(self.agent.system_prompt, self.summary)
+
+    async def _save_memory(self) -> None:
+        sid = self.payload.session_id
+        assert sid is not None
+        await self.ctx.step.run(
+            "memory:save",
+            memory.save,
+            self.agent.api_client(),
+            sid,
+            self.memory_version,
+            self.memory_base,
+            list(self.messages),
+            self.summary,
+            self.agent.memory_keep_messages,
+        )
+
     # ------------------------------------------------------------------ the model
 
     def _request(self, *, tools: bool = True) -> LLMRequest:
@@ -175,7 +237,7 @@ class AgentRun:
         return LLMRequest(
             model=a.model,
             messages=list(self.messages),
-            system=a.system_prompt,
+            system=self.system,
             tools=[t.spec() for t in a.tools] if tools else [],
             temperature=a.temperature,
             max_output_tokens=a.max_output_tokens,
@@ -185,6 +247,7 @@ class AgentRun:
         )
 
     async def _llm(self, key: str, request: LLMRequest) -> LLMResponse:
+        await self._take_rate_limits(key, request)
         provider = self.agent.llm()
 
         async def generate(request: LLMRequest) -> LLMResponse:
@@ -196,6 +259,17 @@ class AgentRun:
         return (
             response if isinstance(response, LLMResponse) else LLMResponse.model_validate(response)
         )
+
+    async def _take_rate_limits(self, key: str, request: LLMRequest) -> None:
+        """Wait (parked) for room in the agent's request and token budgets."""
+        a = self.agent
+        if a.request_rate_limit is not None:
+            await self.ctx.step.acquire(a.request_rate_limit, 1, step_key=f"rate:{key}:requests")
+        if a.token_rate_limit is not None:
+            units = memory.estimate_tokens(request.messages) + (request.max_output_tokens or 1000)
+            if isinstance(a.token_rate_limit, RateLimit):
+                units = min(units, a.token_rate_limit.limit)  # more could never be granted
+            await self.ctx.step.acquire(a.token_rate_limit, units, step_key=f"rate:{key}:tokens")
 
     async def _answer(self, n: int) -> LLMResponse:
         """Turn ``n``'s model answer, re-asked (with the reason) while an output guardrail
@@ -239,6 +313,11 @@ class AgentRun:
             rejection = await self._approval(n, call, arguments)
             if rejection is not None:
                 return self._tool_answer(result, rejection, True)
+        if isinstance(tool, Handoff):
+            reason = str(arguments.get("reason", ""))
+            target = await tool.hand_over(self.ctx, f"handoff:{n}:{call.id}", self.messages, reason)
+            self.handed_over = target
+            return self._tool_answer(result, result_text(target), False)
         try:
             output, failed = await tool.execute(self.ctx, f"tool:{n}:{call.id}", arguments), False
         except StepExecutionError as exc:
