@@ -77,3 +77,21 @@ async def test_agent_crash__kill9_mid_tool_resumes_without_repeating_a_model_cal
     assert (
         count_lines(side_log, "lookup 2 start") == 2 and count_lines(side_log, "lookup 2 end") == 1
     )
+
+
+async def test_session_memory__a_second_run_continues_the_conversation_of_the_first(
+    server: ServerProcess, start_worker: Workers, fake_llm: FakeLLMServer
+) -> None:
+    fake_llm.respond_with(lambda request: FakeReply(f"re: {request.messages[-1][1]}"))
+    start_worker(AGENT_WORKER, env=_env(fake_llm))
+    async with PolosClient(server.url) as client:
+        first = await assistant.run(client, "my name is Ada", session_id="user-1", timeout=60)
+        second = await assistant.run(client, "what is my name?", session_id="user-1", timeout=60)
+        stored = await client.sessions.get("user-1")
+    assert first.text == "re: my name is Ada"
+    # The second call carried the first turn (user, assistant) before the new question.
+    texts = [text for _, text in fake_llm.requests[-1].messages if text]
+    assert "my name is Ada" in texts and "re: my name is Ada" in texts
+    assert texts[-1] == "what is my name?"
+    assert second.session_id == "user-1"
+    assert stored.version == 2 and [m["role"] for m in stored.messages] == ["user", "assistant"] * 2
