@@ -301,3 +301,32 @@ def test_agent_id__defaults_to_a_stable_hash_and_the_fingerprint_follows_the_con
     assert a1.id == a2.id != a3.id and a1.id.startswith("agent_")
     assert a1.fingerprint == a2.fingerprint != a3.fingerprint
     assert a1.kind == "agent" and a1.spec().options["agent"]["model"] == "gpt-4o"
+
+
+async def test_provider_errors__auth_fails_at_once_and_a_server_error_is_retried() -> None:
+    from polos.errors import LLMAuthenticationError, LLMUnavailableError
+
+    agent, provider = _agent(
+        [ScriptedReply(error=LLMAuthenticationError("bad key", provider="openai"))]
+    )
+    outcome, recorder = await run_once(agent, _payload(agent, "hi"))
+    assert outcome.error is not None and outcome.error.type.endswith("LLMAuthenticationError")
+    assert len(provider.requests) == 1 and recorder.records[-1].attempts == 1
+
+    agent, provider = _agent(
+        [
+            ScriptedReply(error=LLMUnavailableError("overloaded", provider="openai")),
+            ScriptedReply(text="ok"),
+        ]
+    )
+    agent_steps = agent  # the step retries the call (its backoff is the step's retry policy)
+    import polos.agents._loop as loop
+
+    original = loop.LLM_RETRY
+    loop.LLM_RETRY = loop.RetryPolicy(max_attempts=3, initial_interval=0.01, jitter=0)
+    try:
+        outcome, recorder = await run_once(agent_steps, _payload(agent, "hi"))
+    finally:
+        loop.LLM_RETRY = original
+    assert agent.parse_result(outcome.result).text == "ok"
+    assert recorder.records[-1].attempts == 2 and len(provider.requests) == 2

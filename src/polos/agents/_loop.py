@@ -20,12 +20,15 @@ from polos.errors import (
     ChildWorkflowError,
     LLMAuthenticationError,
     LLMBadRequestError,
+    LLMError,
+    LLMRateLimitError,
+    LLMUnavailableError,
     OutputValidationError,
     StepExecutionError,
 )
 from polos.llm import LLMRequest, LLMResponse, Message, ToolCall, Usage
 from polos.protocol import StepKind
-from polos.sdk import RateLimit, RetryPolicy, WorkflowContext
+from polos.sdk import RateLimit, RetryPolicy, WorkflowContext, qualified_name
 
 from . import _memory as memory
 from ._agent_tools import Handoff, result_text
@@ -54,6 +57,17 @@ LLM_RETRY = RetryPolicy(
 )
 """Step-level retries of a model call, on top of the adapter's own retries (which honour
 the provider's retry-after): a failed attempt is never recorded, so a retry is safe."""
+
+_LLM_ERRORS: dict[str, type[LLMError]] = {
+    qualified_name(cls): cls
+    for cls in (
+        LLMError,
+        LLMRateLimitError,
+        LLMAuthenticationError,
+        LLMBadRequestError,
+        LLMUnavailableError,
+    )
+}
 
 _REPAIR = (
     "Your answer does not match the required JSON schema: {error}\n"
@@ -253,9 +267,17 @@ class AgentRun:
         async def generate(request: LLMRequest) -> LLMResponse:
             return await provider.generate(request)
 
-        response = await self.ctx.step.run_as(
-            StepKind.LLM, key, generate, (request,), retry_policy=LLM_RETRY
-        )
+        try:
+            response = await self.ctx.step.run_as(
+                StepKind.LLM, key, generate, (request,), retry_policy=LLM_RETRY
+            )
+        except StepExecutionError as exc:
+            # Surface the provider's error class (an auth error stays an auth error for
+            # whoever waits on the run), the same on replay since it is rebuilt from the log.
+            cls = _LLM_ERRORS.get(exc.error_type)
+            if cls is None:
+                raise
+            raise cls(exc.error_message, provider=self.agent.provider_name) from exc
         return (
             response if isinstance(response, LLMResponse) else LLMResponse.model_validate(response)
         )
