@@ -95,3 +95,19 @@ async def test_session_memory__a_second_run_continues_the_conversation_of_the_fi
     assert texts[-1] == "what is my name?"
     assert second.session_id == "user-1"
     assert stored.version == 2 and [m["role"] for m in stored.messages] == ["user", "assistant"] * 2
+
+
+async def test_agent_stream__text_deltas_and_tool_events_arrive_live_then_the_result(
+    server: ServerProcess, start_worker: Workers, fake_llm: FakeLLMServer
+) -> None:
+    start_worker(AGENT_WORKER, env=_env(fake_llm))
+    async with PolosClient(server.url) as client:
+        stream = await assistant.stream(client, "look up 1 and 2")
+        events = [event async for event in stream]
+        result = await stream.result(timeout=60)
+    kinds = [e.type for e in events]
+    assert kinds.count("llm_start") == 3 and kinds.count("tool_call") == 2
+    assert kinds.count("tool_result") == 2 and kinds[-1] == "finish"
+    text = "".join(e.text for e in events if e.type == "text_delta")
+    assert text == result.text == "1 and 4"
+    assert all(r.stream for r in fake_llm.requests)  # the provider's streaming API was used

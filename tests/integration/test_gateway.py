@@ -56,3 +56,20 @@ async def test_deliver__to_a_socket_that_died_after_the_claim_releases_the_execu
     assert execution.crashed_attempts == 0
     assert session.running == {}
     assert session.closed
+
+
+async def test_hub__the_runtimes_empty_hub_is_the_one_the_gateway_notifies(db_url):
+    # Regression: `hub or EventHub()` replaced an empty (hence falsy) hub with a new one, so
+    # events written by workers (steps' publishes, emits) woke no SSE stream on SQLite.
+    from polos.orchestrator._events import EventHub
+
+    store = await open_store(db_url)
+    batcher = WriteBatcher(store)
+    hub = EventHub()
+    assert len(hub) == 0
+    gateway = Gateway(store, batcher, OrchestratorSettings(database_url=db_url), hub=hub)
+    assert gateway.hub is hub and gateway.emits._hub is hub
+    signal = hub.subscribe(DEFAULT_PROJECT_ID, "t")
+    gateway.hub.notify(DEFAULT_PROJECT_ID, "t")
+    assert signal.is_set()
+    await store.close()

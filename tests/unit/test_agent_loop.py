@@ -330,3 +330,23 @@ async def test_provider_errors__auth_fails_at_once_and_a_server_error_is_retried
         loop.LLM_RETRY = original
     assert agent.parse_result(outcome.result).text == "ok"
     assert recorder.records[-1].attempts == 2 and len(provider.requests) == 2
+
+
+async def test_streaming__deltas_tool_calls_and_results_are_emitted_live_not_recorded() -> None:
+    agent, _ = _agent(
+        [
+            ScriptedReply(tool_calls=[("get_weather", {"city": "Rome"})]),
+            ScriptedReply(text="sunny in Rome today"),
+        ]
+    )
+    payload = agent.payload("weather?", streaming=True).model_dump(mode="json")
+    outcome, recorder = await run_once(agent, payload, execution_id="run-1")
+    assert outcome.error is None, outcome.error
+    topics = {topic for topic, _ in recorder.emitted}
+    assert topics == {"agent/run-1"}
+    kinds = [data["type"] for _, data in recorder.emitted]
+    assert kinds[0] == "llm_start" and "tool_call" in kinds and "tool_result" in kinds
+    assert kinds[-1] == "finish"
+    text = "".join(d["text"] for _, d in recorder.emitted if d["type"] == "text_delta")
+    assert text == "sunny in Rome today"
+    assert all(r.kind != "emit" for r in recorder.records)  # nothing extra in the step log

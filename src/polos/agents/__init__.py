@@ -22,6 +22,7 @@ from ._control import (
     max_tokens,
     stop_condition,
 )
+from ._stream import AgentStream, AgentStreamEvent, stream_topic
 from ._tool import Tool, WorkflowTool, tool
 from ._types import AgentInput, AgentOutput, AgentResult, AgentRunConfig, AgentStep, ToolResult
 
@@ -32,6 +33,8 @@ __all__ = [
     "AgentResult",
     "AgentRunConfig",
     "AgentStep",
+    "AgentStream",
+    "AgentStreamEvent",
     "AgentTool",
     "AskUser",
     "Guardrail",
@@ -52,5 +55,6 @@ __all__ = [
     "max_steps",
     "max_tokens",
     "stop_condition",
+    "stream_topic",
     "tool",
 ]

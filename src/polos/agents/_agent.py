@@ -26,6 +26,7 @@ from ._control import (
     as_hooks,
 )
 from ._loop import AgentRun
+from ._stream import AgentStream
 from ._tool import Tool, as_tool
 from ._types import AgentInput, AgentOutput, AgentResult, AgentRunConfig
 
@@ -273,6 +274,24 @@ class Agent(Workflow[AgentResult[OutputT]], Generic[OutputT]):
         handle = await client.invoke(self.id, payload.model_dump(mode="json"), **options)
         raw = await handle.result(timeout=timeout)
         return self.parse_result(raw)
+
+    async def stream(
+        self,
+        client: Any,
+        input: str | Sequence[Message | dict[str, Any]],
+        *,
+        session_id: str | None = None,
+        user_id: str | None = None,
+        **options: Any,
+    ) -> AgentStream[OutputT]:
+        """Start a streamed run: iterate the returned stream for text deltas, tool calls and
+        tool results as they happen, then ``await stream.result()``.
+
+        ``async for chunk in (await agent.stream(client, "hi")).text_chunks(): ...``
+        """
+        payload = self.payload(input, session_id, user_id, streaming=True)
+        handle = await client.invoke(self.id, payload.model_dump(mode="json"), **options)
+        return AgentStream(self, client, handle)
 
     def parse_result(self, raw: Any) -> AgentResult[OutputT]:
         """The recorded output as an :class:`AgentResult` (``result`` as ``output_schema``)."""

@@ -44,6 +44,7 @@ from ._control import (
     guardrail_result,
     hook_result,
 )
+from ._stream import stream_topic
 from ._tool import Tool
 from ._types import AgentInput, AgentOutput, AgentResult, AgentStep, ToolResult
 
@@ -92,6 +93,7 @@ class AgentRun:
         self.memory_version = 0
         self.memory_base = 0
         self.handed_over: AgentResult[Any] | None = None
+        self.pending_events: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ the run
 
@@ -121,6 +123,7 @@ class AgentRun:
                 result = answer
         if remember:
             await self._save_memory()
+        await self._emit({"type": "finish", "text": answer, "stop_reason": self.stop_reason})
         return AgentOutput(
             agent_id=self.agent.id,
             execution_id=self.ctx.execution_id,
@@ -165,6 +168,9 @@ class AgentRun:
             self.messages.append(response.as_message())
             for call in response.tool_calls:
                 step.tool_results.append(await self._tool_call(n, call))
+                for event in self.pending_events:
+                    await self._emit(event)
+                self.pending_events.clear()
                 if self.handed_over is not None:
                     self.stop_reason = "handoff"
                     return self.handed_over.text
@@ -263,9 +269,25 @@ class AgentRun:
     async def _llm(self, key: str, request: LLMRequest) -> LLMResponse:
         await self._take_rate_limits(key, request)
         provider = self.agent.llm()
+        # Streamed only when nothing must check the whole answer before anyone sees it.
+        live = self.payload.streaming and not self.agent.guardrails
 
         async def generate(request: LLMRequest) -> LLMResponse:
-            return await provider.generate(request)
+            if not live:
+                return await provider.generate(request)
+            await self._emit({"type": "llm_start", "step": key})
+            final: LLMResponse | None = None
+            async for event in provider.stream(request):
+                if event.type in ("text_delta", "reasoning_delta"):
+                    await self._emit({"type": event.type, "step": key, "text": event.text})
+                elif event.type == "tool_call" and event.tool_call is not None:
+                    call = event.tool_call.model_dump(mode="json")
+                    await self._emit({"type": "tool_call", "step": key, **call})
+                elif event.type == "done":
+                    final = event.response
+            if final is None:
+                raise LLMUnavailableError("the stream ended without a final response")
+            return final
 
         try:
             response = await self.ctx.step.run_as(
@@ -281,6 +303,11 @@ class AgentRun:
         return (
             response if isinstance(response, LLMResponse) else LLMResponse.model_validate(response)
         )
+
+    async def _emit(self, data: dict[str, Any]) -> None:
+        """A live event for whoever streams this run (not recorded)."""
+        if self.payload.streaming:
+            await self.ctx.emit(stream_topic(self.ctx.execution_id), data)
 
     async def _take_rate_limits(self, key: str, request: LLMRequest) -> None:
         """Wait (parked) for room in the agent's request and token budgets."""
@@ -358,6 +385,7 @@ class AgentRun:
 
     def _tool_answer(self, result: ToolResult, output: str, failed: bool) -> ToolResult:
         result.output, result.error = output, failed
+        self.pending_events.append({"type": "tool_result", **result.model_dump(mode="json")})
         self.messages.append(
             Message(role="tool", content=output, tool_call_id=result.call_id, name=result.name)
         )

@@ -6,6 +6,7 @@ Each connected worker has a :class:`WorkerSession`. The :class:`Gateway`
   closes, requeueing what they ran at once (a killed process's socket closes
   immediately, so failover does not wait for a lease to lapse);
 * applies their writes through the group-commit batcher and acknowledges them;
+* writes their live events (``Emit``, fenced and in order: see :mod:`._emits`);
 * dispatches queued executions to workers with free slots that serve the workflow;
 * renews leases of live workers and requeues the executions of workers whose
   lease lapsed (hung or partitioned processes that kept their socket open).
@@ -30,6 +31,7 @@ from polos.protocol import (
     Cancel,
     Complete,
     Drain,
+    Emit,
     Fail,
     Goodbye,
     Heartbeat,
@@ -63,6 +65,7 @@ from polos.storage import (
     unit_random,
 )
 
+from ._emits import EmitWriter
 from ._events import EventHub
 from ._settings import OrchestratorSettings
 
@@ -125,8 +128,13 @@ class Gateway:
         self.store = store
         self.batcher = batcher
         self.settings = settings
-        self.hub = hub or EventHub()
+        # Not `hub or EventHub()`: an EventHub with no subscribers is falsy (it has __len__).
+        self.hub = hub if hub is not None else EventHub()
         self._on_timer_change = on_timer_change
+        # Half a lease: a worker whose lease lapsed elsewhere was silent for a whole one.
+        self.emits = EmitWriter(
+            store, batcher, self.hub, verify_ms=settings.lease_ms // 2, wake=self.wake
+        )
         self.sessions: dict[str, WorkerSession] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -162,6 +170,7 @@ class Gateway:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.emits.stop()
         for session in list(self.sessions.values()):
             session.closed = True
             with contextlib.suppress(Exception):
@@ -222,6 +231,9 @@ class Gateway:
                 if isinstance(message, Hello):
                     await session.send(Goodbye(reason="duplicate hello", fatal=True))
                     return
+                if isinstance(message, Emit):  # checked now, in socket order; written later
+                    self.emits.accept(session, message)
+                    continue
                 handler = asyncio.create_task(self._handle_write(session, message))
                 self._handlers.add(handler)
                 handler.add_done_callback(self._handlers.discard)
@@ -273,6 +285,7 @@ class Gateway:
                 heartbeat_ms=self.settings.heartbeat_ms,
                 lease_ms=self.settings.lease_ms,
                 abandon=abandon,
+                features=["emit"],
             )
         )
         log.info(
@@ -319,6 +332,10 @@ class Gateway:
             return
         if isinstance(op, WaitOp):
             op = dataclasses.replace(op, project_id=session.project_id)
+        if not isinstance(op, RecordStepOp) or op.publish is not None:
+            # The attempt may end here (or publish on a topic it emitted to): its live
+            # events go in the log first.
+            await self.emits.settled(op.execution_id)
         try:
             result = await self.batcher.submit(op)
         except InvalidValueError as exc:  # re-sending cannot help: fail the step instead

@@ -6,6 +6,11 @@ answers each write (:class:`RecordStep`, :class:`Complete`, :class:`Fail`,
 :class:`Release`) with a request id, acknowledged by :class:`Ack` once the
 write is durable. Every write carries the lease ``epoch`` of the execution; a
 write whose epoch no longer matches is refused with ``Ack(code="stale")``.
+
+:class:`Emit` (live events, ``ctx.emit``) is the one worker message that is not a
+write: it has no request id, is never acknowledged nor re-sent, and the
+orchestrator drops it silently unless the sender still runs the execution under
+that epoch.
 """
 
 from __future__ import annotations
@@ -186,6 +191,31 @@ class Release(BaseModel):
     epoch: int
 
 
+EMIT_MAX_ITEMS = 1000
+"""Most items one :class:`Emit` message may carry (workers send far fewer, see the worker)."""
+
+
+class Emit(BaseModel):
+    """Live events from a running execution (``ctx.emit``): append ``items`` to ``topic``.
+
+    Fire and forget: no ``req``, no :class:`Ack`, never re-sent after a reconnect.
+    Each item becomes one event of the topic's log, in order, with
+    ``source_execution_id`` set and no idempotency key; the events are ordinary
+    (they start ``trigger_on_event`` workflows and end ``wait_for_event`` waits).
+    The orchestrator drops the message unless ``execution_id`` is still running on
+    the sending worker under ``epoch``, so a fenced-off (zombie) attempt cannot
+    stream into a topic. Emits an attempt sent before its end-of-attempt write
+    (``Complete``, ``Fail``, ``Wait``, ``Release``) or before a step that publishes
+    an event are written before that write.
+    """
+
+    type: Literal["emit"] = "emit"
+    execution_id: str = Field(min_length=1, max_length=100)
+    epoch: int
+    topic: str = Field(min_length=1, max_length=TOPIC_MAX_LENGTH, pattern=TOPIC_PATTERN)
+    items: list[Any] = Field(min_length=1, max_length=EMIT_MAX_ITEMS)
+
+
 class Drain(BaseModel):
     """The worker is shutting down: send it no more tasks."""
 
@@ -193,7 +223,7 @@ class Drain(BaseModel):
 
 
 WorkerMessage = Annotated[
-    Hello | Heartbeat | Drain | RecordStep | Wait | Complete | Fail | Release,
+    Hello | Heartbeat | Drain | RecordStep | Wait | Complete | Fail | Release | Emit,
     Field(discriminator="type"),
 ]
 worker_message_adapter: TypeAdapter[WorkerMessage] = TypeAdapter(WorkerMessage)
@@ -211,6 +241,11 @@ class Welcome(BaseModel):
     abandon: list[str] = Field(
         default_factory=list,
         description="Executions from Hello.active the worker no longer owns: stop running them.",
+    )
+    features: list[str] = Field(
+        default_factory=list,
+        description="Optional worker messages this orchestrator accepts (``emit``). A worker "
+        "does not send the others: an older orchestrator would refuse them as invalid.",
     )
 
 

@@ -109,3 +109,12 @@ class StepRecorder(Protocol):
         Returns what the orchestrator answered: ``{"granted": ...}`` when an acquire
         step got its units at once (the execution was not parked), else ``None``.
         """
+
+    async def emit(self, topic: str, data: list[Any]) -> None:
+        """Publish ``data`` (JSON-ready items, in order) on ``topic`` as live events.
+
+        Best effort and not recorded: the items are not part of the step log and are
+        not re-sent after a reconnect. Return without waiting for delivery; never
+        raise for transport problems (log and drop). The caller (``ctx.emit``) has
+        validated the topic and made the items JSON-compatible already.
+        """

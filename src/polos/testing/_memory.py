@@ -18,6 +18,8 @@ class MemoryRecorder:
             (simulates losing the lease mid-run); ``None`` never fences.
         grant_acquires: whether ``ctx.step.acquire`` gets its units at once (True) or
             parks the attempt like a rate limit without room (False).
+        emitted: every ``(topic, data)`` live event emitted with ``ctx.emit``, in order
+            (not records: they are not part of the step log).
     """
 
     def __init__(self, fence_after: int | None = None, *, grant_acquires: bool = True) -> None:
@@ -27,6 +29,7 @@ class MemoryRecorder:
         self.published: list[PublishSpec] = []
         self.children: list[ChildSpec] = []
         self.parked: ParkRequest | None = None
+        self.emitted: list[tuple[str, Any]] = []
 
     async def record(self, records: list[StepRecord]) -> None:
         """Keep ``records`` (or refuse them when fenced)."""
@@ -59,6 +62,10 @@ class MemoryRecorder:
         await self.record([record.model_copy(update={"output": meta})])
         self.published.append(publish)
         return meta
+
+    async def emit(self, topic: str, data: list[Any]) -> None:
+        """Keep the live events in :attr:`emitted` (they never fence: emits are not writes)."""
+        self.emitted.extend((topic, item) for item in data)
 
     async def park(self, request: ParkRequest) -> Any:
         """Remember the wait the attempt ended at (see :attr:`parked`).

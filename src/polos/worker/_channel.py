@@ -6,6 +6,9 @@ orchestrator restarted, the network blinked), the channel reconnects with
 backoff, says ``Hello`` again with the executions it still runs, and re-sends
 every unacknowledged write in order: a result that could not be reported is
 never lost, and the orchestrator applies a re-sent write at most once.
+
+Live events (:class:`~polos.protocol.Emit`) bypass the outbox: :meth:`Channel.post`
+sends one if the channel is up and drops it otherwise (they are best effort).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from polos.protocol import (
     Cancel,
     Complete,
     Drain,
+    Emit,
     Fail,
     Goodbye,
     Heartbeat,
@@ -99,6 +103,8 @@ class Channel:
         self._closing = False
         self.heartbeat_ms = 1000
         self.reconnects = 0
+        self.features: frozenset[str] = frozenset()
+        """Optional messages the orchestrator accepts (from its ``Welcome``)."""
 
     @property
     def url(self) -> str:
@@ -172,6 +178,7 @@ class Channel:
         if not isinstance(welcome, Welcome):
             raise FatalChannelError(f"expected 'welcome', got {welcome.type!r}")
         self.heartbeat_ms = welcome.heartbeat_ms
+        self.features = frozenset(welcome.features)
         self._ws = ws
         self._on_welcome(welcome)
         self._connected.set()
@@ -238,6 +245,25 @@ class Channel:
                 await ws.send(message.model_dump_json())
         except ConnectionClosed:
             pass
+
+    async def post(self, message: Emit) -> bool:
+        """Send a fire-and-forget message now; False if it was dropped instead.
+
+        Dropped when the channel is down (nothing is kept for after a reconnect) or
+        when the orchestrator is too old to accept it (it would refuse the whole
+        connection). Never raises.
+        """
+        ws = self._ws
+        if ws is None or message.type not in self.features:
+            return False
+        text = message.model_dump_json()
+        try:
+            async with self._send_lock:
+                await ws.send(text)
+        except Exception as exc:  # a transport problem must not reach the workflow
+            log.debug("could not send %s: %s", message.type, exc)
+            return False
+        return True
 
     def next_req(self) -> int:
         """A fresh request id."""

@@ -22,6 +22,7 @@ from polos.protocol import (
     Cancel,
     ChildSpec,
     Complete,
+    Emit,
     ErrorInfo,
     Fail,
     Hello,
@@ -48,6 +49,108 @@ from ._channel import Channel
 log = logging.getLogger("polos.worker")
 
 
+EMIT_LINGER_S = 0.02
+"""Longest a live event (``ctx.emit``) waits in the worker to be sent along with others."""
+
+EMIT_BATCH = 64
+"""Live events waiting to be sent go out at once when there are this many."""
+
+
+class _Emitter:
+    """Coalesces one attempt's ``ctx.emit`` calls into few :class:`Emit` messages.
+
+    Coalescing lives here rather than in the SDK so that ``ctx.emit`` stays a plain
+    call and in-memory recorders see every emit as made. Nagle-like: an emit after
+    a quiet spell goes out at the end of the current event-loop turn (with whatever
+    else that turn emitted), so sparse progress reports get no added latency; while
+    emits keep coming (a model streaming tokens), they go out at most every
+    :data:`EMIT_LINGER_S`, or at once when :data:`EMIT_BATCH` items wait. Each flush
+    sends one message per topic (of at most :data:`EMIT_BATCH` items). Sends are
+    chained, so messages leave in flush order, and :meth:`drain` returns once all
+    were handed to the socket.
+    """
+
+    def __init__(self, channel: Channel, execution_id: str, epoch: int) -> None:
+        self._channel = channel
+        self._execution_id = execution_id
+        self._epoch = epoch
+        self._pending: dict[str, list[Any]] = {}
+        self._count = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._last_flush = float("-inf")
+        self._tail: asyncio.Future[None] | None = None
+        self._closed = False
+        self.dropped = 0
+
+    def add(self, topic: str, items: list[Any]) -> None:
+        """Queue ``items`` for ``topic``; they leave within :data:`EMIT_LINGER_S`."""
+        if self._closed:  # e.g. a task the workflow left running after it returned
+            self._drop(len(items), "the attempt is over")
+            return
+        if not items:
+            return
+        self._pending.setdefault(topic, []).extend(items)
+        self._count += len(items)
+        if self._count >= EMIT_BATCH:
+            self.flush()
+        elif self._timer is None:
+            loop = asyncio.get_running_loop()
+            delay = max(0.0, self._last_flush + EMIT_LINGER_S - loop.time())
+            self._timer = loop.call_later(delay, self.flush)
+
+    def flush(self) -> None:
+        """Start sending what waits (without waiting for it)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._pending:
+            return
+        messages = [
+            Emit(
+                execution_id=self._execution_id,
+                epoch=self._epoch,
+                topic=topic,
+                items=items[start : start + EMIT_BATCH],
+            )
+            for topic, items in self._pending.items()
+            for start in range(0, len(items), EMIT_BATCH)
+        ]
+        self._pending, self._count = {}, 0
+        self._last_flush = asyncio.get_running_loop().time()
+        self._tail = asyncio.ensure_future(self._send(self._tail, messages))
+
+    async def _send(self, previous: asyncio.Future[None] | None, messages: list[Emit]) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])  # keep the order of flushes
+        for message in messages:
+            if not await self._channel.post(message):
+                reason = (
+                    "the orchestrator does not accept them (upgrade it)"
+                    if self._channel.connected and "emit" not in self._channel.features
+                    else "the connection to the orchestrator is down"
+                )
+                self._drop(len(message.items), reason)
+
+    def _drop(self, count: int, reason: str) -> None:
+        if not self.dropped:  # once per attempt: a stream of drops must not flood the log
+            log.warning(
+                "execution %s: live events (ctx.emit) dropped: %s", self._execution_id, reason
+            )
+        self.dropped += count
+
+    async def drain(self) -> None:
+        """Send what waits and return once every message of this attempt left (or was dropped)."""
+        self.flush()
+        if self._tail is not None:
+            # Shielded: a cancelled attempt stops waiting, but what was emitted still goes out.
+            await asyncio.shield(self._tail)
+
+    def close(self) -> None:
+        """The attempt is over: send what waits, drop later emits."""
+        self.flush()
+        self._closed = True
+
+
 @dataclass(eq=False)
 class _Running:
     task: Task
@@ -68,6 +171,10 @@ class _ChannelRecorder:
         self._channel = channel
         self._execution_id = execution_id
         self._epoch = epoch
+        self.emitter = _Emitter(channel, execution_id, epoch)
+
+    async def emit(self, topic: str, data: list[Any]) -> None:
+        self.emitter.add(topic, data)
 
     async def record(self, records: list[StepRecord]) -> None:
         if len(records) == 1:  # the common case: one step, no gather
@@ -92,6 +199,8 @@ class _ChannelRecorder:
         publish: PublishSpec | None = None,
         children: Sequence[ChildSpec] = (),
     ) -> Any:
+        if publish is not None:  # live events emitted before it come first on the topic
+            await self.emitter.drain()
         ack = await self._channel.request(
             lambda req: RecordStep(
                 req=req,
@@ -106,6 +215,7 @@ class _ChannelRecorder:
         return ack.value
 
     async def park(self, request: ParkRequest) -> Any:
+        await self.emitter.drain()  # the attempt may end here: its live events first
         ack = await self._channel.request(
             lambda req: Wait(
                 req=req,
@@ -323,6 +433,7 @@ class Worker:
         task = running.task
         channel = self._channel
         assert channel is not None
+        emitter: _Emitter | None = None
         try:
             workflow = self.workflows.get(task.workflow_id)
             if workflow is None:  # the orchestrator only sends registered workflows; be safe anyway
@@ -340,6 +451,8 @@ class Worker:
                     )
                 )
                 return
+            recorder = _ChannelRecorder(channel, task.execution_id, task.epoch)
+            emitter = recorder.emitter
             outcome = await run_attempt(
                 workflow,
                 AttemptInput(
@@ -355,9 +468,10 @@ class Worker:
                     code_fingerprint=task.code_fingerprint,
                     trigger=task.trigger,
                 ),
-                _ChannelRecorder(channel, task.execution_id, task.epoch),
+                recorder,
                 cancel=running.signal,
             )
+            await emitter.drain()  # the orchestrator logs them before the attempt's end
             if outcome.parked:
                 self.parked += 1  # the orchestrator holds the wait; this worker is done
                 return
@@ -408,5 +522,7 @@ class Worker:
         except Exception:
             log.exception("execution %s: unexpected worker error", task.execution_id)
         finally:
+            if emitter is not None:
+                emitter.close()
             if self._running.get(task.execution_id) is running:
                 del self._running[task.execution_id]
