@@ -144,3 +144,12 @@ async def test_a_concurrent_save__this_runs_turns_are_appended_not_lost() -> Non
     assert outcome.error is None, outcome.error
     stored = client.sessions.store["s"]
     assert [m["content"] for m in stored.messages] == ["other", "mine", "A"] and stored.version == 2
+
+
+def test_a_worker_attaches_its_own_client_to_its_agents() -> None:
+    from polos import PolosClient, Worker
+
+    client = PolosClient("http://127.0.0.1:9", project_id="p1")
+    agent: Agent[Any] = Agent(id="attached", provider=ScriptedProvider([]), model="m")
+    Worker(client=client, agents=[agent])
+    assert agent.api_client() is client

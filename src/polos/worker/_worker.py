@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from polos.agents import Agent
 from polos.client import PolosClient
 from polos.errors import ConfigurationError, WorkflowNotFoundError
 from polos.protocol import (
@@ -276,6 +277,8 @@ class Worker:
             if wf.id in self.workflows and self.workflows[wf.id] is not wf:
                 raise ConfigurationError(f"two different workflows share the id {wf.id!r}")
             self.workflows[wf.id] = wf
+            if isinstance(wf, Agent):
+                wf.attach(self.client)  # session memory goes through this worker's client
         if max_concurrent < 1:
             raise ConfigurationError("max_concurrent must be at least 1")
         self.max_concurrent = max_concurrent
