@@ -8,6 +8,8 @@ their decisions are in the step log and replay identically.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -234,9 +236,8 @@ def as_hooks(value: HookFn | Sequence[HookFn] | None, event: str) -> list[HookFn
 
 async def call_user_fn(fn: Callable[..., Any], *args: Any) -> Any:
     """Call a sync or async user function (a sync one runs in a thread)."""
-    import asyncio
-
-    if inspect.iscoroutinefunction(fn):
+    target = fn.func if isinstance(fn, functools.partial) else fn
+    if inspect.iscoroutinefunction(target):
         return await fn(*args)
     result = await asyncio.to_thread(fn, *args)
     if inspect.isawaitable(result):

@@ -27,7 +27,7 @@ from polos.errors import (
     StepExecutionError,
 )
 from polos.llm import LLMRequest, LLMResponse, Message, ToolCall, Usage
-from polos.protocol import StepKind
+from polos.protocol import StepKind, describe_problems
 from polos.sdk import RateLimit, RetryPolicy, WorkflowContext, qualified_name
 
 from . import _memory as memory
@@ -539,8 +539,5 @@ def _validate(schema: type[pydantic.BaseModel], text: str) -> str | None:
     try:
         schema.model_validate_json(text)
     except pydantic.ValidationError as exc:
-        return "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(answer)'}: {e['msg']}"
-            for e in exc.errors()[:5]
-        )
+        return describe_problems(exc.errors())
     return None

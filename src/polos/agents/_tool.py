@@ -9,7 +9,7 @@ on replay, after a crash or a resume.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import inspect
 import json
 import typing
@@ -22,6 +22,8 @@ from polos.errors import ConfigurationError
 from polos.llm import ToolSpec
 from polos.protocol import StepKind
 from polos.sdk import RetryPolicy, Workflow, WorkflowContext
+
+from ._control import call_user_fn
 
 if TYPE_CHECKING:
     from polos.sdk import WorkflowContext as _Ctx
@@ -133,12 +135,7 @@ class Tool:
         else:
             kwargs = {name: getattr(model, name) for name in type(model).model_fields}
         args = (ctx,) if self._takes_ctx else ()
-        if inspect.iscoroutinefunction(self.fn):
-            return await self.fn(*args, **kwargs)
-        result = await asyncio.to_thread(self.fn, *args, **kwargs)
-        if inspect.isawaitable(result):
-            result = await result
-        return result
+        return await call_user_fn(functools.partial(self.fn, *args, **kwargs))
 
     async def execute(self, ctx: WorkflowContext, key: str, arguments: dict[str, Any]) -> str:
         """Run one call as a recorded ``tool`` step; the model-facing text is what is recorded,
