@@ -13,6 +13,7 @@ from polos._version import __version__
 from polos.agents import (
     Agent,
     AgentResult,
+    AgentText,
     GuardrailResult,
     Handoff,
     HookResult,
@@ -90,6 +91,7 @@ __all__ = [
     "Agent",
     "AgentError",
     "AgentResult",
+    "AgentText",
     "ApiError",
     "BatchEventPayload",
     "BatchStepResult",

@@ -111,3 +111,88 @@ async def test_agent_stream__text_deltas_and_tool_events_arrive_live_then_the_re
     text = "".join(e.text for e in events if e.type == "text_delta")
     assert text == result.text == "1 and 4"
     assert all(r.stream for r in fake_llm.requests)  # the provider's streaming API was used
+
+
+SEED_WORKER = WORKERS_DIR / "seed_agent_worker.py"
+
+
+def _seed_script(request: FakeRequest) -> FakeReply:
+    """The fake model of the seed example and the router: it answers by who asks."""
+    system, first = request.messages[0][1], request.messages[-1][1]
+    asked = next(text for role, text in request.messages if role == "user")
+    if asked.startswith("Validate this order"):
+        if request.tool_results == 0:
+            items = ["unicorn"] if "unicorn" in asked else ["lamp"]
+            return FakeReply(tool_calls=[("check_inventory", {"items": items})])
+        in_stock = "false" not in first
+        reason = "all in stock" if in_stock else "unicorn is out of stock"
+        return FakeReply(f'{{"valid": {str(in_stock).lower()}, "reason": "{reason}"}}')
+    if "Route the question" in system:
+        return FakeReply(
+            '{"specialist": "billing"}' if "invoice" in asked else '{"specialist": "tech"}'
+        )
+    who = "billing" if "billing" in system else "tech"
+    return FakeReply(f"{who} says: ok" if asked.startswith("Review") else f"{who} answer")
+
+
+@pytest.fixture
+def seed_llm() -> Iterator[FakeLLMServer]:
+    with FakeLLMServer() as server:
+        server.respond_with(_seed_script)
+        yield server
+
+
+async def test_seed_readme_example__agent_validates_then_approval_charge_pickup_as_written(
+    server: ServerProcess, start_worker: Workers, seed_llm: FakeLLMServer, side_log: Path
+) -> None:
+    from tests.integration.test_waits import parked_at
+
+    env = {"OPENAI_BASE_URL": seed_llm.url, "OPENAI_API_KEY": "test-key"}
+    start_worker(SEED_WORKER, env=env)
+    async with PolosClient(server.url) as client:
+        big = {"id": "o-1", "amount": 5000, "items": ["lamp"]}
+        [eid] = (await client.events.publish("order/new", big)).triggered
+        await parked_at(client, eid, "approval")
+        await client.resume(eid, "approval", {"approved": True})
+        await parked_at(client, eid, "wait_pickup")
+        await client.events.publish("warehouse.pickup/o-1", {})
+        assert await client.result(eid, timeout=30) == {
+            "status": "completed",
+            "payment_id": "pay_o-1",
+            "reason": None,
+        }
+        # The validation ran as a child agent execution: one tool call, two model calls.
+        steps = [s.key for s in await client.list_steps(eid)]
+        assert steps == ["validate_order", "approval", "charge", "wait_pickup", "notify"]
+        assert count_lines(side_log, "charge " + eid) == 1
+        assert count_lines(side_log, "check_inventory") == 1
+        assert seed_llm.count() == 2
+
+        bad = {"id": "o-2", "amount": 20, "items": ["unicorn"]}
+        [bad_id] = (await client.events.publish("order/new", bad)).triggered
+        assert await client.result(bad_id, timeout=30) == {
+            "status": "invalid",
+            "payment_id": None,
+            "reason": "unicorn is out of stock",
+        }
+        assert count_lines(side_log, "charge " + bad_id) == 0
+
+
+async def test_router_workflow__routes_answers_and_fans_out_reviews_over_agents(
+    server: ServerProcess, start_worker: Workers, seed_llm: FakeLLMServer
+) -> None:
+    start_worker(SEED_WORKER, env={"OPENAI_BASE_URL": seed_llm.url, "OPENAI_API_KEY": "k"})
+    async with PolosClient(server.url) as client:
+        handle = await client.invoke("support", {"text": "my invoice is wrong"})
+        result = await handle.result(timeout=30)
+        assert result == {
+            "route": "billing",
+            "answer": "billing answer",
+            "reviews": ["billing says: ok", "tech says: ok"],
+            "review_agents": ["billing", "tech"],
+        }
+        # Each agent run is a child execution with its own recorded model call.
+        page = await client.list_executions(limit=100)
+        children = [e.workflow_id for e in page.items if e.parent_id == handle.id]
+        assert sorted(children) == ["billing", "billing", "router", "tech"]
+        assert seed_llm.count() == 4

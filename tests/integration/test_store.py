@@ -414,6 +414,41 @@ async def test_fencing__resent_complete_is_ok_and_applied_once(store: Store) -> 
     assert (again.status, again.worker_id) == ("completed", None)
 
 
+async def test_complete__records_result_state_and_run_time_and_notifies(
+    store: Store, db_url: str
+) -> None:
+    # On PostgreSQL a lone top-level completion is one statement; it must do all the
+    # general path does: the fields, the transition, and both NOTIFYs.
+    await register(store, "w1", [spec("wf")])
+    ex = await create(store, "wf", queue="q1")
+    [task] = await claim(store, "w1")
+    listener = None
+    if db_url.startswith("postgresql"):
+        import psycopg
+
+        listener = psycopg.connect(db_url, autocommit=True)
+        listener.execute("LISTEN polos_done_v1")
+        listener.execute("LISTEN polos_work_v1")
+    try:
+        outcome = await store.apply_batch([CompleteOp(ex.id, task.epoch, '"r"', '{"s": 2}')])
+        assert outcome.results == [OK]
+        assert [(t.execution_id, t.status) for t in outcome.transitions] == [(ex.id, "completed")]
+        if listener is not None:
+            got = {(n.channel, n.payload) for n in listener.notifies(timeout=2, stop_after=2)}
+            assert got == {("polos_done_v1", ex.id), ("polos_work_v1", "")}
+    finally:
+        if listener is not None:
+            listener.close()
+    done = await get(store, ex.id)
+    assert (done.status, done.result, done.state, done.worker_id) == (
+        "completed",
+        "r",
+        {"s": 2},
+        None,
+    )
+    assert done.completed_at is not None and done.completed_at >= (done.started_at or 0)
+
+
 async def test_fencing__duplicate_complete_in_one_batch_applies_once(store: Store) -> None:
     await register(store, "w1", [spec("wf")])
     ex = await create(store, "wf")

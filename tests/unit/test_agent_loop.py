@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pydantic
@@ -109,6 +110,80 @@ async def test_crash_after_the_tool__resume_repeats_neither_the_model_nor_the_to
     assert agent.parse_result(outcome.result).result == "cold"
     assert CALLS == ["Oslo"]  # the recorded tool call did not run again
     assert len(resumed.requests) == 1  # only the unrecorded model call is made again
+
+
+def _rendezvous_tools() -> tuple[Any, Any, list[str]]:
+    """Two async tools that each wait for the other to have started: they can only both
+    finish if they run at once (one after another, the first one times out)."""
+    order: list[str] = []
+    started = {"a": asyncio.Event(), "b": asyncio.Event()}
+
+    async def meet(me: str, other: str) -> str:
+        order.append(f"start {me}")
+        started[me].set()
+        try:
+            await asyncio.wait_for(started[other].wait(), 1.0)
+        except TimeoutError:
+            return f"{me} ran alone"
+        order.append(f"end {me}")
+        return f"{me} met {other}"
+
+    @tool
+    async def tool_a(x: int) -> str:
+        """A."""
+        return await meet("a", "b")
+
+    @tool
+    async def tool_b(x: int) -> str:
+        """B."""
+        return await meet("b", "a")
+
+    return tool_a, tool_b, order
+
+
+async def test_parallel_tool_calls__run_at_once_answers_in_asked_order_replay_runs_none() -> None:
+    tool_a, tool_b, order = _rendezvous_tools()
+    provider = ScriptedProvider(
+        [
+            ScriptedReply(tool_calls=[("tool_b", {"x": 1}), ("tool_a", {"x": 2})]),
+            ScriptedReply(text="both done"),
+        ]
+    )
+    agent: Agent[Any] = Agent(id="par", provider=provider, model="m", tools=[tool_a, tool_b])
+    outcome, recorder = await run_once(agent, _payload(agent, "go"))
+    assert outcome.error is None, outcome.error
+    result = agent.parse_result(outcome.result)
+    assert [(r.name, r.output) for r in result.tool_results] == [
+        ("tool_b", "b met a"),
+        ("tool_a", "a met b"),
+    ]
+    # The model sees the answers in the order it asked, each tied to its call id.
+    second = provider.requests[1].messages
+    asked = [c.id for c in second[-3].tool_calls]
+    assert [(m.role, m.tool_call_id) for m in second[-2:]] == [("tool", i) for i in asked]
+    assert sorted(r.key for r in recorder.records if r.kind == StepKind.TOOL) == sorted(
+        f"tool:1:{i}" for i in asked
+    )
+    # Replay: no tool runs again, same result.
+    order.clear()
+    again, _ = await run_once(agent, _payload(agent, "go"), history=recorder.records, attempt=2)
+    assert again.result == outcome.result and order == []
+
+
+async def test_parallel_tool_calls__off__run_one_after_another() -> None:
+    tool_a, tool_b, _ = _rendezvous_tools()
+    provider = ScriptedProvider(
+        [
+            ScriptedReply(tool_calls=[("tool_a", {"x": 1}), ("tool_b", {"x": 2})]),
+            ScriptedReply(text="done"),
+        ]
+    )
+    agent: Agent[Any] = Agent(
+        id="seq", provider=provider, model="m", tools=[tool_a, tool_b], parallel_tool_calls=False
+    )
+    outcome, _ = await run_once(agent, _payload(agent, "go"))
+    result = agent.parse_result(outcome.result)
+    assert [r.output for r in result.tool_results] == ["a ran alone", "b met a"]
 
 
 async def test_structured_output__validated_with_one_recorded_repair() -> None:

@@ -24,7 +24,15 @@ from ._control import (
 )
 from ._stream import AgentStream, AgentStreamEvent, stream_topic
 from ._tool import Tool, WorkflowTool, tool
-from ._types import AgentInput, AgentOutput, AgentResult, AgentRunConfig, AgentStep, ToolResult
+from ._types import (
+    AgentInput,
+    AgentOutput,
+    AgentResult,
+    AgentRunConfig,
+    AgentStep,
+    AgentText,
+    ToolResult,
+)
 
 __all__ = [
     "Agent",
@@ -35,6 +43,7 @@ __all__ = [
     "AgentStep",
     "AgentStream",
     "AgentStreamEvent",
+    "AgentText",
     "AgentTool",
     "AskUser",
     "Guardrail",

@@ -28,7 +28,7 @@ from ._control import (
 from ._loop import AgentRun
 from ._stream import AgentStream
 from ._tool import Tool, as_tool
-from ._types import AgentInput, AgentOutput, AgentResult, AgentRunConfig
+from ._types import AgentInput, AgentOutput, AgentResult, AgentRunConfig, AgentText
 
 OutputT = TypeVar("OutputT")
 
@@ -72,6 +72,10 @@ class Agent(Workflow[AgentResult[OutputT]], Generic[OutputT]):
         memory: with a ``session_id``, load the session's conversation first and save it
             after (``memory_keep_messages`` recent messages are kept; past
             ``memory_token_budget`` estimated tokens, older turns are summarised).
+        parallel_tool_calls: when one answer asks for several calls of plain function
+            tools (no approval, not a workflow, agent, handoff or ``ask_user``), run them
+            at once, each its own recorded step; results go back to the model in the
+            order it asked. ``False`` runs them one after another.
         queue, timeout, retry: as for ``@workflow``.
     """
 
@@ -105,6 +109,7 @@ class Agent(Workflow[AgentResult[OutputT]], Generic[OutputT]):
         memory: bool = True,
         memory_keep_messages: int = 40,
         memory_token_budget: int = 8000,
+        parallel_tool_calls: bool = True,
         description: str | None = None,
         queue: str | Queue | None = None,
         timeout: float | timedelta | None = None,
@@ -160,6 +165,7 @@ class Agent(Workflow[AgentResult[OutputT]], Generic[OutputT]):
         self.token_rate_limit = token_rate_limit
         self.memory_keep_messages = memory_keep_messages
         self.memory_token_budget = memory_token_budget
+        self.parallel_tool_calls = parallel_tool_calls
         self._client: Any = None
         timeout_ms = run_timeout_ms(timeout, "timeout")
 
@@ -299,6 +305,8 @@ class Agent(Workflow[AgentResult[OutputT]], Generic[OutputT]):
         result: Any = output.result
         if self.output_schema is not None and result is not None:
             result = self.output_schema.model_validate(result)
+        elif isinstance(result, str):
+            result = AgentText(result)
         return AgentResult(
             agent_id=output.agent_id,
             execution_id=output.execution_id,

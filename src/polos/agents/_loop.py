@@ -10,7 +10,9 @@ rebuilt from recorded values only, so it is identical on replay.
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import pydantic
@@ -166,11 +168,18 @@ class AgentRun:
             self.steps.append(step)
             self.usage = self.usage + response.usage
             self.messages.append(response.as_message())
-            for call in response.tool_calls:
-                step.tool_results.append(await self._tool_call(n, call))
-                for event in self.pending_events:
-                    await self._emit(event)
-                self.pending_events.clear()
+            if self._concurrent(response.tool_calls):
+                # Each call is its own step, keyed by its call id: replay finds each
+                # one whatever order they finished in. Answers go back in asked order.
+                done = await asyncio.gather(
+                    *(self._tool_call(n, call) for call in response.tool_calls)
+                )
+                for result in done:
+                    step.tool_results.append(self._tool_answer(result))
+                await self._flush_events()
+            for call in () if step.tool_results else response.tool_calls:
+                step.tool_results.append(self._tool_answer(await self._tool_call(n, call)))
+                await self._flush_events()
                 if self.handed_over is not None:
                     self.stop_reason = "handoff"
                     return self.handed_over.text
@@ -184,6 +193,27 @@ class AgentRun:
             if reason is not None:
                 self.stop_reason = reason
                 return await self._final_text(n, response)
+
+    def _concurrent(self, calls: Sequence[ToolCall]) -> bool:
+        """Whether these calls may run at once: several, all plain function tools.
+
+        Workflow and agent tools wait for a child, approvals and ``ask_user`` suspend and
+        a handoff ends the run: an execution waits at one step at a time, so those go
+        one after another.
+        """
+        if not self.agent.parallel_tool_calls or len(calls) < 2:
+            return False
+        tools = [self.tools.get(call.name) for call in calls]
+        # A tool that takes the context may wait (suspend, sleep) from inside: not at once.
+        return all(
+            type(tool) is Tool and tool.approval != "always" and not tool.takes_ctx
+            for tool in tools
+        )
+
+    async def _flush_events(self) -> None:
+        for event in self.pending_events:
+            await self._emit(event)
+        self.pending_events.clear()
 
     def _stopped(self) -> str | None:
         context = StopContext(self.agent.id, self.steps, self.usage)
@@ -352,7 +382,7 @@ class AgentRun:
         result = ToolResult(step=n, call_id=call.id, name=call.name, arguments=arguments)
         if tool is None:
             known = ", ".join(sorted(self.tools)) or "none"
-            return self._tool_answer(
+            return _answered(
                 result, f"Error: there is no tool {call.name!r} (tools: {known})", True
             )
         started = await self._hooks("on_tool_start", step=n, tool_call=call)
@@ -361,12 +391,12 @@ class AgentRun:
         if tool.approval == "always":
             rejection = await self._approval(n, call, arguments)
             if rejection is not None:
-                return self._tool_answer(result, rejection, True)
+                return _answered(result, rejection, True)
         if isinstance(tool, Handoff):
             reason = str(arguments.get("reason", ""))
             target = await tool.hand_over(self.ctx, f"handoff:{n}:{call.id}", self.messages, reason)
             self.handed_over = target
-            return self._tool_answer(result, result_text(target), False)
+            return _answered(result, result_text(target), False)
         try:
             output, failed = await tool.execute(self.ctx, f"tool:{n}:{call.id}", arguments), False
         except StepExecutionError as exc:
@@ -381,13 +411,15 @@ class AgentRun:
         ended = await self._hooks("on_tool_end", step=n, tool_call=call, tool_output=output)
         if ended.modified_output is not None:
             output = ended.modified_output
-        return self._tool_answer(result, output, failed)
+        return _answered(result, output, failed)
 
-    def _tool_answer(self, result: ToolResult, output: str, failed: bool) -> ToolResult:
-        result.output, result.error = output, failed
+    def _tool_answer(self, result: ToolResult) -> ToolResult:
+        """Give a call's result to the model (the conversation) and to stream readers."""
         self.pending_events.append({"type": "tool_result", **result.model_dump(mode="json")})
         self.messages.append(
-            Message(role="tool", content=output, tool_call_id=result.call_id, name=result.name)
+            Message(
+                role="tool", content=result.output, tool_call_id=result.call_id, name=result.name
+            )
         )
         return result
 
@@ -532,6 +564,11 @@ class AgentRun:
             updates = {k: v for k, v in got.model_dump().items() if v not in (None, False, "")}
             merged = merged.model_copy(update=updates)
         return merged
+
+
+def _answered(result: ToolResult, output: str, failed: bool) -> ToolResult:
+    result.output, result.error = output, failed
+    return result
 
 
 def _validate(schema: type[pydantic.BaseModel], text: str) -> str | None:

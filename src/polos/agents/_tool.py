@@ -76,7 +76,8 @@ class Tool:
             raise ConfigurationError(f"approval must be 'always' or 'none', not {approval!r}")
         self.approval: ApprovalMode = approval or "none"
         self.retry_policy = retry_policy or TOOL_RETRY
-        self._takes_ctx, self._model, self._single = self._signature(fn)
+        self.takes_ctx, self._model, self._single = self._signature(fn)
+        """Whether the function's first parameter receives the workflow context."""
         self.parameters = self._model.model_json_schema()
         self.parameters.pop("title", None)
 
@@ -134,7 +135,7 @@ class Tool:
             kwargs = {self._single: model}
         else:
             kwargs = {name: getattr(model, name) for name in type(model).model_fields}
-        args = (ctx,) if self._takes_ctx else ()
+        args = (ctx,) if self.takes_ctx else ()
         return await call_user_fn(functools.partial(self.fn, *args, **kwargs))
 
     async def execute(self, ctx: WorkflowContext, key: str, arguments: dict[str, Any]) -> str:

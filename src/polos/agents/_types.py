@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -72,6 +73,46 @@ class AgentOutput(BaseModel):
     session_id: str | None = None
     messages: list[Message] = Field(default_factory=list)
     """The whole conversation of this run (input, answers, tool calls and results)."""
+
+
+class AgentText(str):
+    """An agent's final answer when it has no ``output_schema``: a plain ``str``.
+
+    When the answer is a JSON object (bare, or in one fenced code block), its fields
+    also read as attributes, as in ``validation.result.valid``; names of ``str``
+    methods (``count``, ``title``...) stay methods: use ``fields()`` for those. For a
+    validated, typed result give the agent an ``output_schema``.
+    """
+
+    __slots__ = ()
+
+    def fields(self) -> dict[str, Any] | None:
+        """The answer as a JSON object, or ``None`` if it is not one."""
+        text = self.strip()
+        if text.startswith("```") and text.endswith("```"):
+            text = text[3:-3]
+            text = text[text.index("\n") + 1 :] if "\n" in text else text
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        fields = self.fields()
+        if fields is None:
+            raise AttributeError(
+                f"the agent's answer is text, not a JSON object, so it has no field {name!r} "
+                f"(answer: {self[:60]!r}); give the Agent output_schema=YourModel "
+                "for a validated result"
+            )
+        if name not in fields:
+            raise AttributeError(
+                f"the agent's JSON answer has no field {name!r} (fields: {sorted(fields)})"
+            )
+        return fields[name]
 
 
 @dataclass

@@ -12,7 +12,7 @@ import asyncio
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeGuard, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -40,6 +40,7 @@ from ._lifecycle import RUNNING
 from ._listen import cancel_items, listen_forever
 from ._ops import (
     BatchOutcome,
+    CompleteOp,
     RecordStepOp,
     Transition,
     WriteOp,
@@ -470,10 +471,13 @@ class Store:
 
     # ------------------------------------------------------------------ batched writes
 
-    async def _record_step_alone(self, op: RecordStepOp) -> BatchOutcome | None:
+    async def _alone(self, op: RecordStepOp | CompleteOp) -> BatchOutcome | None:
+        """Apply one op as one autocommit statement (``None``: apply it the general way)."""
         assert self._async_reads is not None  # the autocommit engine
         with translate_errors(self.url):
             async with self._async_reads.connect() as conn:
+                if isinstance(op, CompleteOp):
+                    return await conn.run_sync(lambda c: self._writes.complete_alone(c, op))
                 return await conn.run_sync(lambda c: self._writes.record_step_alone(c, op))
 
     async def apply_batch(self, ops: Sequence[WriteOp]) -> BatchOutcome:
@@ -482,17 +486,11 @@ class Store:
         Isolation keeps one bad op (a constraint violation, say) from failing
         the writes of unrelated executions that happened to share its batch.
         """
-        if (
-            self._async_engine is not None
-            and len(ops) == 1
-            and isinstance(ops[0], RecordStepOp)
-            and not ops[0].step.has_state
-            and ops[0].publish is None
-            and not ops[0].children
-        ):
-            # The common case under light load: one step record, over a network.
+        lone = ops[0] if len(ops) == 1 else None
+        if self._async_engine is not None and lone is not None and _goes_alone(lone):
+            # The common case under light load: one step record or completion, over a network.
             try:
-                done = await self._record_step_alone(ops[0])
+                done = await self._alone(lone)
             except Exception as exc:
                 return BatchOutcome(results=[exc])
             if done is not None:
@@ -511,6 +509,13 @@ class Store:
             except Exception as exc:
                 outcome.results.append(exc)
         return outcome
+
+
+def _goes_alone(op: WriteOp) -> TypeGuard[RecordStepOp | CompleteOp]:
+    """Whether ``op`` has a one-statement form (``Writes.record_step_alone`` / ``complete_alone``)."""
+    if isinstance(op, RecordStepOp):
+        return not op.step.has_state and op.publish is None and not op.children
+    return isinstance(op, CompleteOp)
 
 
 def unit_random() -> float:

@@ -72,13 +72,14 @@ _INSERT_STEP_FENCED = sa.text(
     "AND status = 'running' FOR SHARE) ON CONFLICT DO NOTHING RETURNING key"
 )
 _UPDATE_STATE = sa.text("UPDATE executions SET state = :state, updated_at = :now WHERE id = :eid")
-_COMPLETE = sa.text(
+_COMPLETE_SQL = (
     "UPDATE executions SET status = 'completed', result = :result, "
     "state = COALESCE(:state, state), completed_at = :now, updated_at = :now, "
     "worker_id = NULL, deadline_at = NULL, claimed_at = NULL, "
     "run_elapsed_ms = run_elapsed_ms + :now - COALESCE(claimed_at, :now) "
     "WHERE id = :eid AND epoch = :epoch AND status = 'running'"
 )
+_COMPLETE = sa.text(_COMPLETE_SQL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +180,11 @@ class Writes:
         self.claims = ClaimStatements(dialect.skip_locked)
         self.flow = FlowWrites(dialect.lock_rows, dialect.skip_locked)
         self.acquires = AcquireWaits(self.flow, dialect.skip_locked)
+        self._complete_alone = sa.text(
+            f"WITH done AS ({_COMPLETE_SQL} AND parent_id IS NULL RETURNING id, queue) "
+            f"SELECT pg_notify('{DONE_CHANNEL}', id), CASE WHEN queue IS NOT NULL "
+            f"THEN pg_notify('{WORK_CHANNEL}', '') END FROM done"
+        )
 
     def requeue(
         self, conn: Connection, ids: Sequence[str], *, outcome: str, now: int
@@ -515,6 +521,28 @@ class Writes:
             t.execution_id for t in transitions if t.status in ("completed", "failed", "cancelled")
         ]
         notify(conn, self.dialect, DONE_CHANNEL, done)
+
+    def complete_alone(self, conn: Connection, op: CompleteOp) -> BatchOutcome | None:
+        """A lone completion of a top-level execution as one autocommit statement (PostgreSQL).
+
+        The fenced ``UPDATE`` and the ``NOTIFY``s of the general path (finished; a queue
+        slot freed) in one round trip instead of five. Child executions (their parent may
+        be waiting) and anything the update does not match (a stale lease, a re-sent
+        completion) return ``None``: the caller then applies the op the general way.
+        """
+        row = conn.execute(
+            self._complete_alone,
+            {
+                "eid": op.execution_id,
+                "epoch": op.epoch,
+                "result": op.result_json,
+                "state": op.state_json,
+                "now": now_ms(),
+            },
+        ).first()
+        if row is None:
+            return None
+        return BatchOutcome(results=[OK], transitions=[Transition(op.execution_id, "completed")])
 
     def record_step_alone(self, conn: Connection, op: RecordStepOp) -> BatchOutcome | None:
         """A lone step record as one autocommit statement (one round trip, not four).
