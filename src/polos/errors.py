@@ -10,6 +10,7 @@ PolosError(Exception)
 │   ├── ExecutionNotFoundError    unknown execution id (404)
 │   ├── WorkflowNotFoundError     unknown workflow id (404)
 │   ├── NotWaitingError           resume of a step that is not waiting (409)
+│   ├── NotRetryableError         retry of an execution that is not failed/cancelled (409)
 │   └── SessionConflictError      a session memory save lost a version race (409)
 ├── OrchestratorUnavailableError  no orchestrator answered in time
 ├── WorkflowFailedError           a remote execution ended failed (carries error_type, message)
@@ -61,6 +62,7 @@ __all__ = [
     "LLMRateLimitError",
     "LLMUnavailableError",
     "NonDeterminismError",
+    "NotRetryableError",
     "NotWaitingError",
     "OrchestratorUnavailableError",
     "OutputValidationError",
@@ -130,6 +132,11 @@ class WorkflowNotFoundError(ApiError):
 class NotWaitingError(ApiError):
     """The execution is not waiting at that step: it was already resumed, it timed out,
     it never suspended there, or it finished."""
+
+
+class NotRetryableError(ApiError):
+    """The execution cannot be retried: it has not failed nor been cancelled, or it is a
+    child (retry its top-level execution instead); the message says which."""
 
 
 class SessionConflictError(ApiError):

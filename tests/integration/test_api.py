@@ -463,6 +463,30 @@ def test_list_executions__invalid_status_is_422(http: httpx.Client) -> None:
     assert "status" in message
 
 
+@pytest.mark.parametrize(
+    ("params", "fragment"),
+    [
+        ({"created_after": "5", "created_before": "5"}, "created_after must be before"),
+        ({"created_after": "yesterday"}, "created_after"),
+        ({"created_before": "-1"}, "created_before"),
+        ({"top_level": "maybe"}, "top_level"),
+    ],
+)
+def test_list_executions__bad_filters_are_422_naming_them(
+    http: httpx.Client, params: dict[str, str], fragment: str
+) -> None:
+    response = http.get(f"{API}/executions", params=params)
+    assert response.status_code == 422, response.text
+    assert fragment in response.json()["message"]
+
+
+def test_retry__queued_execution_is_409_and_unknown_is_404(http: httpx.Client) -> None:
+    created = invoke(http)
+    problem(http.post(f"{API}/executions/{created['id']}/retry"), 409, "not_retryable")
+    problem(http.post(f"{API}/executions/nope/retry"), 404, "execution_not_found")
+    problem(http.post(f"{API}/executions/nope/retry", json={"who": "x"}), 422, "invalid_request")
+
+
 @pytest.mark.parametrize("limit", ["0", "-1", "501", "1000", "ten"])
 def test_list_executions__limit_out_of_range_is_422(http: httpx.Client, limit: str) -> None:
     response = http.get(f"{API}/executions", params={"limit": limit})

@@ -814,6 +814,44 @@ async def test_list_executions__exact_page_multiple_has_no_empty_last_page(store
     assert len(second) == 2 and cursor is None
 
 
+async def test_list_executions__time_range_id_prefix_tree_and_top_level(store: Store) -> None:
+    await register(store, "w1", [spec("wf")])
+    root = await create(store, "wf", execution_id="root-aaa")
+    child = await create(
+        store,
+        "wf",
+        execution_id="child-aab",
+        parent_id=root.id,
+        root_id=root.id,
+        parent_step_key="s",
+    )
+    grandchild = await create(
+        store,
+        "wf",
+        execution_id="child-abc",
+        parent_id=child.id,
+        root_id=root.id,
+        parent_step_key="s",
+    )
+    other = await create(store, "wf", execution_id="other-1")
+
+    async def ids(**filters: Any) -> list[str]:
+        items, _ = await store.list_executions(P, limit=10, **filters)
+        return sorted(e.id for e in items)
+
+    assert await ids(id_prefix="child-a") == ["child-aab", "child-abc"]
+    assert await ids(id_prefix="child-aab") == ["child-aab"]
+    assert await ids(id_prefix="zzz") == []
+    assert await ids(parent_id=root.id) == ["child-aab"]
+    assert await ids(root_id=root.id) == ["child-aab", "child-abc", "root-aaa"]
+    assert await ids(top_level=True) == ["other-1", "root-aaa"]
+    times = sorted({root.created_at, child.created_at, grandchild.created_at, other.created_at})
+    everything = await ids(created_after=times[0], created_before=times[-1] + 1)
+    assert everything == ["child-aab", "child-abc", "other-1", "root-aaa"]
+    assert await ids(created_after=times[-1] + 1) == []
+    assert await ids(created_before=times[0]) == []
+
+
 async def test_list_executions__filters_by_status_and_workflow(store: Store) -> None:
     await register(store, "w1", [spec("a")])
     await register(store, "w2", [spec("b")])

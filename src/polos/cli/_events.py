@@ -45,6 +45,8 @@ def _data_option(data_json: str | None, data_file: IO[str] | None) -> Any:
 @click.option(
     "--data-file", type=click.File("r"), help="Read the data from a JSON file ('-': stdin)."
 )
+@click.option("--by", help="Who decides (recorded with the step).")
+@click.option("--comment", help="Why (recorded with the step).")
 @click.pass_context
 @run_async
 async def resume(
@@ -53,6 +55,8 @@ async def resume(
     step_key: str,
     data_json: str | None,
     data_file: IO[str] | None,
+    by: str | None,
+    comment: str | None,
 ) -> None:
     """Resume a suspended execution.
 
@@ -61,7 +65,7 @@ async def resume(
     """
     data = _data_option(data_json, data_file)
     async with client_from(ctx) as client:
-        e = await client.resume(execution_id, step_key, data)
+        e = await client.resume(execution_id, step_key, data, by=by, comment=comment)
     console.print(f"{e.id} {styled_status(e.status.value)}")
 
 

@@ -246,6 +246,19 @@ async def cancel(ctx: click.Context, execution_id: str, reason: str | None, by: 
 
 
 @main.command()
+@click.argument("execution_id")
+@click.option("--by", help="Who retries (recorded; default: api).")
+@click.pass_context
+@run_async
+async def retry(ctx: click.Context, execution_id: str, by: str | None) -> None:
+    """Run a failed or cancelled execution again from where it stopped (completed steps
+    are not run again)."""
+    async with client_from(ctx) as client:
+        e = await client.retry(execution_id, by=by)
+    console.print(f"{e.id} {styled_status(e.status.value)}")
+
+
+@main.command()
 @click.pass_context
 @run_async
 async def workflows(ctx: click.Context) -> None:
@@ -299,11 +312,17 @@ def worker(ctx: click.Context, target: str, max_concurrent: int | None) -> None:
     """
     import asyncio
 
+    from polos._logs import setup_logging
     from polos.worker import Worker
 
     from ._loader import LoadError, load_worker
 
     obj: dict[str, Any] = ctx.obj
+    try:
+        setup_logging()  # logs: POLOS_LOG_FORMAT=text|json, POLOS_LOG_LEVEL
+    except PolosError as exc:  # an unknown format or level
+        fail(str(exc))
+        return
     try:
         client = PolosClient(obj["api_url"], obj["api_key"], obj["project_id"])
     except PolosError as exc:  # a malformed --api-url, for instance

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import socket
 import sys
@@ -14,6 +13,7 @@ from typing import Any
 import click
 import uvicorn
 
+from polos._logs import setup_logging
 from polos._version import __version__
 from polos.errors import PolosError
 from polos.protocol import DEFAULT_PROJECT_ID
@@ -22,11 +22,8 @@ from ._common import console, fail
 
 
 def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    # logs: text or JSON lines (POLOS_LOG_FORMAT) with execution ids; see polos._logs
+    setup_logging(level, stream=sys.stderr)
 
 
 @click.group()
@@ -56,7 +53,8 @@ def main() -> None:
     "--log-level",
     default="info",
     show_default=True,
-    type=click.Choice(["debug", "info", "warning", "error"]),
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    envvar="POLOS_LOG_LEVEL",
 )
 @click.option(
     "--lease-ms",
@@ -82,7 +80,12 @@ def start(
     from polos.orchestrator import OrchestratorSettings, create_app
     from polos.storage import describe_url, normalize_url
 
-    _configure_logging(log_level)
+    log_level = log_level.lower()
+    try:
+        _configure_logging(log_level)
+    except PolosError as exc:  # POLOS_LOG_FORMAT is neither text nor json
+        fail(str(exc))
+        return
     try:
         settings = OrchestratorSettings.from_env(
             database_url=database_url,
@@ -125,6 +128,7 @@ def start(
         port=port,
         log_level=log_level if log_level != "info" else "warning",
         access_log=False,
+        log_config=None,  # logs: uvicorn's records go through our handler (text or JSON)
         ws_max_size=256 * 1024 * 1024,
         ws_ping_interval=20,
         ws_ping_timeout=20,

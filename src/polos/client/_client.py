@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Iterable, Iterator, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pydantic
@@ -54,6 +54,12 @@ def _seconds(value: float | timedelta | None) -> float | None:
     if value is None:
         return None
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def _epoch_ms(value: datetime | int | None) -> int | None:
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1000)  # a naive datetime is local time, as in Python
+    return value
 
 
 def _timeout_seconds(value: float | timedelta | None) -> float | None:
@@ -274,15 +280,33 @@ class PolosClient(Transport):
         workflow_id: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        created_after: datetime | int | None = None,
+        created_before: datetime | int | None = None,
+        id_prefix: str | None = None,
+        parent_id: str | None = None,
+        root_id: str | None = None,
+        top_level: bool = False,
     ) -> ExecutionPage:
-        """A page of executions, newest first (pass ``page.next_cursor`` as ``cursor`` for more)."""
+        """A page of executions, newest first (pass ``page.next_cursor`` as ``cursor`` for more).
+
+        Filters: ``created_after`` (inclusive) / ``created_before`` (exclusive) as datetimes
+        or epoch ms, ``id_prefix`` (an id or its start), ``parent_id`` (children of one
+        execution), ``root_id`` (a whole tree), ``top_level`` (no parent).
+        """
         statuses = [status] if isinstance(status, str) else list(status or [])
         params: list[tuple[str, str | int]] = [("limit", limit)]
         params += [("status", str(s)) for s in statuses]
-        if workflow_id:
-            params.append(("workflow_id", workflow_id))
-        if cursor:
-            params.append(("cursor", cursor))
+        optional: dict[str, str | int | None] = {
+            "workflow_id": workflow_id,
+            "cursor": cursor,
+            "created_after": _epoch_ms(created_after),
+            "created_before": _epoch_ms(created_before),
+            "q": id_prefix,
+            "parent_id": parent_id,
+            "root_id": root_id,
+            "top_level": "true" if top_level else None,
+        }
+        params += [(name, value) for name, value in optional.items() if value is not None]
         return ExecutionPage.model_validate(
             await self._request("GET", "/executions", params=params)
         )
@@ -362,12 +386,21 @@ class PolosClient(Transport):
 
     # ------------------------------------------------------------------ waits, resumes, events
 
-    async def resume(self, execution_id: str, step_key: str, data: Any = None) -> Execution:
+    async def resume(
+        self,
+        execution_id: str,
+        step_key: str,
+        data: Any = None,
+        *,
+        by: str | None = None,
+        comment: str | None = None,
+    ) -> Execution:
         """Resume an execution suspended at ``step_key``; ``data`` reaches the workflow.
 
         ``data`` (JSON data or a pydantic model) is what ``suspend()`` returns as the
         decision's data. ``step_key`` is the suspend step's key (``approval``;
-        ``approval#2`` names its second occurrence).
+        ``approval#2`` names its second occurrence). ``by`` and ``comment`` are recorded
+        with the step (the approval's audit trail) and returned to the workflow too.
 
         Raises:
             ExecutionNotFoundError: no such execution in this project.
@@ -375,8 +408,27 @@ class PolosClient(Transport):
                 out, never suspended there, or finished); the message says which.
         """
         body = {"step_key": step_key, "data": _jsonable(data)}
+        if by is not None:
+            body["by"] = by
+        if comment is not None:
+            body["comment"] = comment
         return Execution.model_validate(
             await self._request("POST", f"/executions/{execution_id}/resume", json=body)
+        )
+
+    async def retry(self, execution_id: str, *, by: str | None = None) -> Execution:
+        """Run a failed or cancelled top-level execution again, from where it stopped.
+
+        Completed steps are not run again; the step that failed the run runs again, with
+        a fresh retry budget. Returns the execution, queued.
+
+        Raises:
+            ExecutionNotFoundError: no such execution in this project.
+            NotRetryableError: it is not failed or cancelled, or it is a child execution.
+        """
+        body = {"by": by} if by is not None else None
+        return Execution.model_validate(
+            await self._request("POST", f"/executions/{execution_id}/retry", json=body)
         )
 
     async def list_waits(
@@ -466,9 +518,17 @@ class PolosClient(Transport):
         """Blocking :meth:`result`."""
         return self._portal.run(self._in_portal(lambda c: c.result(execution_id, timeout)))
 
-    def resume_sync(self, execution_id: str, step_key: str, data: Any = None) -> Execution:
+    def resume_sync(
+        self, execution_id: str, step_key: str, data: Any = None, **options: Any
+    ) -> Execution:
         """Blocking :meth:`resume`."""
-        return self._portal.run(self._in_portal(lambda c: c.resume(execution_id, step_key, data)))  # type: ignore[no-any-return]
+        return self._portal.run(  # type: ignore[no-any-return]
+            self._in_portal(lambda c: c.resume(execution_id, step_key, data, **options))
+        )
+
+    def retry_sync(self, execution_id: str, *, by: str | None = None) -> Execution:
+        """Blocking :meth:`retry`."""
+        return self._portal.run(self._in_portal(lambda c: c.retry(execution_id, by=by)))  # type: ignore[no-any-return]
 
     def list_waits_sync(self, kind: WaitKind | str | None = None, **filters: Any) -> WaitPage:
         """Blocking :meth:`list_waits`."""

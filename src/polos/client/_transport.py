@@ -14,6 +14,7 @@ from polos.errors import (
     ApiError,
     ConfigurationError,
     ExecutionNotFoundError,
+    NotRetryableError,
     NotWaitingError,
     OrchestratorUnavailableError,
     SessionConflictError,
@@ -186,6 +187,8 @@ class Transport:
             return WorkflowNotFoundError(response.status_code, code, message)
         if code == "not_waiting":
             return NotWaitingError(response.status_code, code, message)
+        if code == "not_retryable":
+            return NotRetryableError(response.status_code, code, message)
         if code == "version_conflict":
             return SessionConflictError(response.status_code, code, message)
         return ApiError(response.status_code, code, message)

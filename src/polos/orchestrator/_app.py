@@ -19,11 +19,14 @@ from polos.storage import describe_url
 
 from ._event_routes import router as event_router
 from ._flow_routes import router as flow_router
-from ._routes import ApiProblem, problem_response, router, ui_router
+from ._metrics_route import router as metrics_router  # metrics
+from ._routes import ApiProblem, problem_response, router
 from ._runtime import OrchestratorRuntime
 from ._schedule_routes import router as schedule_router
 from ._session_routes import router as session_router
 from ._settings import OrchestratorSettings
+from ._trace_routes import router as trace_router  # tracing
+from ._ui import ui_router
 
 log = logging.getLogger("polos.orchestrator")
 
@@ -162,6 +165,8 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
     app.include_router(flow_router)
     app.include_router(schedule_router)
     app.include_router(session_router)
+    app.include_router(metrics_router)  # metrics: GET /metrics (not in the OpenAPI schema)
+    app.include_router(trace_router)  # tracing
     app.include_router(ui_router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

@@ -254,7 +254,14 @@ async def resume_execution(
     waiting gets 409 and changes nothing.
     """
     result = await runtime.batcher.submit(
-        ResumeOp(project_id, execution_id, body.step_key, dumps(body.data))
+        ResumeOp(
+            project_id,
+            execution_id,
+            body.step_key,
+            dumps(body.data),
+            resumed_by=body.by,
+            comment=body.comment,
+        )
     )
     assert isinstance(result, Resumed)
     if result.execution is None:

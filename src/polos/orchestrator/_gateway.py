@@ -67,6 +67,7 @@ from polos.storage import (
 
 from ._emits import EmitWriter
 from ._events import EventHub
+from ._metrics import OrchestratorMetrics  # metrics
 from ._settings import OrchestratorSettings
 
 log = logging.getLogger("polos.orchestrator")
@@ -124,8 +125,11 @@ class Gateway:
         settings: OrchestratorSettings,
         hub: EventHub | None = None,
         on_timer_change: Callable[[], None] = lambda: None,
+        metrics: OrchestratorMetrics | None = None,
     ) -> None:
         self.store = store
+        # metrics: counters only (no I/O) on the paths below
+        self.metrics = metrics if metrics is not None else OrchestratorMetrics()
         self.batcher = batcher
         self.settings = settings
         # Not `hub or EventHub()`: an EventHub with no subscribers is falsy (it has __len__).
@@ -182,6 +186,7 @@ class Gateway:
 
     def on_transitions(self, transitions: Sequence[Transition]) -> None:
         """Requeued executions are new work for the dispatcher."""
+        self.metrics.transitions(transitions)  # metrics: finished executions
         if any(t.status == "queued" for t in transitions):
             self.wake()
 
@@ -305,20 +310,26 @@ class Gateway:
         if self.stopping:
             return  # we are shutting down, the worker is not dead: it keeps its lease
         del self.sessions[session.worker_id]
+        self.metrics.worker_disconnected()  # metrics
         try:
             transitions = await self.store.worker_gone(
                 session.worker_id, orchestrator_id=self.settings.orchestrator_id
             )
         except Exception as exc:  # the lease sweep will requeue them later
             log.warning(
-                "worker %s: could not requeue its executions now: %s", session.worker_id, exc
+                "worker %s: could not requeue its executions now: %s",
+                session.worker_id,
+                exc,
+                extra={"worker_id": session.worker_id},
             )
             return
+        self.metrics.worker_lost(session.worker_id, "disconnected", transitions)  # metrics + logs
         if transitions:
             log.info(
                 "worker %s disconnected; requeued %d execution(s)",
                 session.worker_id,
                 len(transitions),
+                extra={"worker_id": session.worker_id},
             )
         self.on_transitions(transitions)
 
@@ -369,6 +380,8 @@ class Gateway:
         if left and session.running.pop(op.execution_id, None) is not None:
             self.wake()
         code = "stale" if result == STALE else "ok"
+        if code == "ok" and isinstance(op, RecordStepOp):
+            self.metrics.step_recorded(op.step)  # metrics: count + latency histogram
         await session.send(Ack(req=message.req, code=code, value=value))
 
     @staticmethod
@@ -475,6 +488,7 @@ class Gateway:
     async def _deliver(self, session: WorkerSession, task: Task) -> None:
         session.running[task.execution_id] = task.epoch
         self.dispatched += 1
+        self.metrics.log_claim(task, session.worker_id)  # logs: a debug line with its ids
         await session.send(task)
         if session.closed:
             # The socket closed between the claim and the send. If the worker has already
@@ -484,7 +498,12 @@ class Gateway:
             try:
                 await self.batcher.submit(ReleaseOp(task.execution_id, task.epoch))
             except Exception as exc:  # the lease sweep requeues it if the worker is gone
-                log.warning("could not release undelivered %s: %s", task.execution_id, exc)
+                log.warning(
+                    "could not release undelivered %s: %s",
+                    task.execution_id,
+                    exc,
+                    extra={"execution_id": task.execution_id, "worker_id": session.worker_id},
+                )
             self.wake()
 
     # ------------------------------------------------------------------ cancellation
@@ -497,6 +516,13 @@ class Gateway:
         if session is None:
             return False
         session.running.pop(execution_id, None)
+        log.info(
+            "telling worker %s to stop %s: %s",
+            worker_id,
+            execution_id,
+            reason,
+            extra={"execution_id": execution_id, "worker_id": worker_id},
+        )
         await session.send(Cancel(execution_id=execution_id, reason=reason))
         self.wake()
         return True
@@ -529,11 +555,13 @@ class Gateway:
         for worker_id in await self.store.expired_workers():
             session = self.sessions.pop(worker_id, None)
             transitions = await self.store.worker_gone(worker_id)
+            self.metrics.worker_lost(worker_id, "lease_expired", transitions)  # metrics + logs
             log.warning(
                 "worker %s missed its lease (silent since %s ms ago); requeued %d execution(s)",
                 worker_id,
                 now - session.last_seen_ms if session else "?",
                 len(transitions),
+                extra={"worker_id": worker_id},
             )
             if session is not None:
                 session.closed = True

@@ -1,4 +1,4 @@
-"""HTTP routes of the public API (``/api/v1``), the worker channel and the UI placeholder."""
+"""HTTP routes of the public API (``/api/v1``) and the worker channel (the UI: ``_ui``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import binascii
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from polos.protocol import (
@@ -25,6 +25,7 @@ from polos.protocol import (
     ExecutionStatus,
     InvokeRequest,
     InvokeResponse,
+    RetryRequest,
     StepList,
     WaitRequest,
     WorkerList,
@@ -34,7 +35,6 @@ from polos.storage import NO_WORKFLOW, Cancelled, CancelOp, Created, CreateExecu
 
 from ._gateway import ConnectionClosed
 from ._runtime import OrchestratorRuntime
-from ._ui import INDEX_HTML
 
 
 class ApiProblem(Exception):
@@ -166,14 +166,38 @@ async def list_executions(
     workflow_id: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
+    created_after: Annotated[
+        int | None, Query(ge=0, description="Created at or after (epoch ms).")
+    ] = None,
+    created_before: Annotated[
+        int | None, Query(ge=0, description="Created before (epoch ms).")
+    ] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, description="An execution id or the start of one.")
+    ] = None,
+    parent_id: Annotated[
+        str | None, Query(max_length=200, description="Children of this execution.")
+    ] = None,
+    root_id: Annotated[
+        str | None, Query(max_length=200, description="Every execution of this root's tree.")
+    ] = None,
+    top_level: Annotated[bool, Query(description="Only executions without a parent.")] = False,
 ) -> Response:
     """A page of executions; pass ``next_cursor`` back as ``cursor`` for the next one."""
+    if created_after is not None and created_before is not None and created_after >= created_before:
+        raise ApiProblem(422, "invalid_value", "created_after must be before created_before")
     items, next_cursor = await runtime.store.list_executions(
         project_id,
         statuses=[s.value for s in status or []],
         workflow_id=workflow_id,
         limit=limit,
         cursor=_decode_cursor(cursor),
+        created_after=created_after,
+        created_before=created_before,
+        id_prefix=(q or "").strip() or None,
+        parent_id=parent_id,
+        root_id=root_id,
+        top_level=top_level,
     )
     return model_response(ExecutionPage(items=items, next_cursor=_encode_cursor(next_cursor)))
 
@@ -318,6 +342,34 @@ async def cancel_execution(
     return result.execution
 
 
+@router.post(
+    "/executions/{execution_id}/retry",
+    response_model=Execution,
+    summary="Run a failed or cancelled execution again",
+    responses={409: {"description": "The execution is not failed or cancelled, or is a child"}},
+)
+async def retry_execution(
+    execution_id: str,
+    runtime: Runtime,
+    project_id: Project,
+    body: RetryRequest | None = None,
+) -> Response:
+    """Queue a failed or cancelled top-level execution again, from where it stopped.
+
+    Completed steps are not run again (they replay from the step log); the step that
+    failed the run is forgotten and runs again; retries, crash budget and run timeout
+    start afresh. The attempt history records who retried it and how it had ended.
+    """
+    who = (body.by if body is not None and body.by else None) or "api"
+    retried = await runtime.store.retry_execution(project_id, execution_id, who)
+    if retried.execution is None:
+        raise ApiProblem(404, "execution_not_found", f"execution {execution_id!r} does not exist")
+    if retried.refused is not None:
+        raise ApiProblem(409, "not_retryable", retried.refused)
+    runtime.gateway.wake()
+    return model_response(retried.execution)
+
+
 @router.get("/workflows", response_model=WorkflowList, summary="Registered workflows")
 async def list_workflows(runtime: Runtime, project_id: Project) -> WorkflowList:
     """Every workflow a worker of this project registered."""
@@ -352,12 +404,3 @@ async def worker_channel(websocket: WebSocket) -> None:
             raise ConnectionClosed() from exc
 
     await runtime.gateway.serve(websocket, receive, project_id)
-
-
-ui_router = APIRouter()
-
-
-@ui_router.get("/", response_class=HTMLResponse, include_in_schema=False)
-async def ui_index() -> HTMLResponse:
-    """The web UI (a read-only executions page for now)."""
-    return HTMLResponse(INDEX_HTML)

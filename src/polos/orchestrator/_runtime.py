@@ -22,8 +22,10 @@ from polos.storage import (
 
 from ._events import EventHub, Timers
 from ._gateway import Gateway
+from ._metrics import OrchestratorMetrics  # metrics
 from ._schedules import ScheduleLoop
 from ._settings import OrchestratorSettings
+from ._trace_export import TraceExporter  # tracing
 from ._waiters import Waiters
 
 log = logging.getLogger("polos.orchestrator")
@@ -36,13 +38,23 @@ class OrchestratorRuntime:
         self.settings = settings
         self.store = store
         self.waiters = Waiters()
-        self.batcher = WriteBatcher(store, on_transitions=self._on_transitions)
+        self.metrics = OrchestratorMetrics()  # metrics: per-app registry, fed by batcher + gateway
+        self.batcher = WriteBatcher(
+            store, on_transitions=self._on_transitions, on_batch=self.metrics.batch
+        )
         self.hub = EventHub()
         self.timers = Timers(store, self.batcher, on_stop=self.stop_running)
         self.gateway = Gateway(
-            store, self.batcher, settings, hub=self.hub, on_timer_change=self.timers.wake
+            store,
+            self.batcher,
+            settings,
+            hub=self.hub,
+            on_timer_change=self.timers.wake,
+            metrics=self.metrics,  # metrics
         )
         self.schedule_loop = ScheduleLoop(store.schedules, self.gateway.wake)
+        # tracing: OTLP export of finished executions (None unless OTEL_* asks for it)
+        self.tracing = TraceExporter.from_env(store, settings.orchestrator_id)
         self._projects: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._notified: set[asyncio.Future[bool]] = set()
@@ -57,6 +69,8 @@ class OrchestratorRuntime:
         await runtime.gateway.start()
         runtime.timers.start()
         runtime.schedule_loop.start()
+        if runtime.tracing is not None:  # tracing
+            runtime.tracing.start()
         if store.dialect.notifies:
             # Other orchestrators share this database: hear what they do, and keep a slow
             # sweep as the safety net for notifications missed while disconnected.
@@ -77,6 +91,8 @@ class OrchestratorRuntime:
         await self.timers.stop()
         await self.gateway.stop()
         await self.batcher.stop()
+        if self.tracing is not None:  # tracing: after the last writes, before the store
+            await self.tracing.close()
         log.info("orchestrator stopping: %s", self.batcher.describe())
         await self.store.close()
 
@@ -149,6 +165,8 @@ class OrchestratorRuntime:
     def _on_transitions(self, transitions: Sequence[Transition]) -> None:
         self.waiters.notify(transitions)
         self.gateway.on_transitions(transitions)
+        if self.tracing is not None:  # tracing
+            self.tracing.on_transitions(transitions)
 
     async def project_exists(self, project_id: str) -> bool:
         """Whether the project exists (positive answers are cached)."""

@@ -14,6 +14,7 @@ from ._api import (
     Health,
     InvokeRequest,
     InvokeResponse,
+    RetryRequest,
     StepList,
     WaitRequest,
     WorkerInfo,
@@ -123,6 +124,7 @@ from ._sessions import (
     SessionSummaryInfo,
     validate_session_id,
 )
+from ._traces import SpanKindName, SpanStatus, TraceSpan, TraceView  # tracing
 
 __all__ = [
     "API_PREFIX",
@@ -189,6 +191,7 @@ __all__ = [
     "Release",
     "ResumeRequest",
     "RetryPolicySpec",
+    "RetryRequest",
     "Schedule",
     "ScheduleList",
     "SchedulePayload",
@@ -200,10 +203,14 @@ __all__ = [
     "SessionSave",
     "SessionSummaryInfo",
     "SlotPlan",
+    "SpanKindName",
+    "SpanStatus",
     "StepKind",
     "StepList",
     "StepRecord",
     "Task",
+    "TraceSpan",
+    "TraceView",
     "TriggerScheduleRequest",
     "TriggerScheduleResponse",
     "UpdateScheduleRequest",

@@ -108,7 +108,7 @@ class AttemptInfo(BaseModel):
     """One finished attempt of an execution that did not succeed."""
 
     attempt: int
-    outcome: str = Field(description="failed | crashed | released | timed_out")
+    outcome: str = Field(description="failed | crashed | released | timed_out | retried")
     worker_id: str | None = None
     ended_at: int
     error: ErrorInfo | None = None
@@ -244,6 +244,20 @@ class WorkerList(BaseModel):
     """Known workers."""
 
     items: list[WorkerInfo]
+
+
+class RetryRequest(BaseModel):
+    """Optional body of a retry call."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    by: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Who retries (a user or service name); recorded in the attempt history "
+        "(default 'api').",
+    )
 
 
 class CancelRequest(BaseModel):

@@ -137,3 +137,12 @@ class ResumeRequest(BaseModel):
         description="The suspend step's key ('approval'); 'approval#2' names a repeat.",
     )
     data: Any = Field(default=None, description="Returned to the workflow as decision.data.")
+    by: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Who decides (a user or service name); recorded with the step.",
+    )
+    comment: str | None = Field(
+        default=None, max_length=4000, description="Why (recorded with the step)."
+    )

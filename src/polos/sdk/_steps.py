@@ -25,6 +25,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 import pydantic
 
+from polos import _logs  # logs: the step key on records logged inside the step
 from polos.errors import (
     ConfigurationError,
     ExecutionCancelled,
@@ -354,6 +355,7 @@ class BaseStep:
         while True:
             attempt += 1
             token = _current_step.set(StepInfo(self._execution_id, full_key, attempt))
+            log_ids = _logs.bind(execution_id=self._execution_id, step_key=full_key)  # logs
             try:
                 if timeout is None:
                     result = await self._call(fn, args, kwargs)
@@ -381,6 +383,7 @@ class BaseStep:
                 cls = StepTimeoutError if timed_out else StepExecutionError
                 raise cls(full_key, error.type, error.message, attempt, error.traceback) from exc
             finally:
+                _logs.unbind(log_ids)  # logs
                 _current_step.reset(token)
             output = to_json_value(result, f"step {full_key!r}")
             record = self._new_record(

@@ -32,10 +32,14 @@ class ResumeData(BaseModel):
     Attributes:
         data: the ``data`` given to ``client.resume`` (or the CLI / HTTP API).
         resumed_at: when it was resumed (epoch ms).
+        resumed_by: who resumed it, as the resume call said (``None``: not said).
+        comment: the resume call's comment, if any.
     """
 
     data: Any = None
     resumed_at: int = 0
+    resumed_by: str | None = None
+    comment: str | None = None
 
 
 class EventPayload(BaseModel):

@@ -15,6 +15,7 @@ from ._codec import dumps, loads, new_id
 from ._creates import NO_WORKFLOW
 from ._errors import _safe_url
 from ._listen import cancel_targets
+from ._metric_reads import MetricCounts
 from ._migrate import Migration, migrate, migrations
 from ._ops import (
     OK,
@@ -42,6 +43,7 @@ from ._ops import (
     WriteOp,
     WriteResult,
 )
+from ._retries import Retried
 from ._schedules import (
     FiredSlots,
     ScheduleRefused,
@@ -60,6 +62,7 @@ from ._schedules import (
 from ._sessions import SessionStore, SessionVersionConflict
 from ._store import Store, unit_random
 from ._tables import metadata
+from ._trace_reads import TraceRows, executions_with_steps, trace_of  # tracing
 from ._writes import CANCEL_CHANNEL, DONE_CHANNEL, EVENT_CHANNEL, WORK_CHANNEL
 
 DEFAULT_SQLITE_PATH = Path.home() / ".polos" / "polos.db"
@@ -150,6 +153,7 @@ __all__ = [
     "Fired",
     "FiredSlots",
     "Granted",
+    "MetricCounts",
     "Migration",
     "PublishOp",
     "Published",
@@ -158,11 +162,13 @@ __all__ = [
     "ReleaseOp",
     "ResumeOp",
     "Resumed",
+    "Retried",
     "ScheduleRefused",
     "ScheduleStore",
     "SessionStore",
     "SessionVersionConflict",
     "Store",
+    "TraceRows",
     "Transition",
     "WaitOp",
     "WriteBatcher",
@@ -173,6 +179,7 @@ __all__ = [
     "describe_url",
     "dumps",
     "encode_schedule_cursor",
+    "executions_with_steps",
     "loads",
     "metadata",
     "migrate",
@@ -182,5 +189,6 @@ __all__ = [
     "open_store",
     "schedule_id",
     "schedule_queue",
+    "trace_of",
     "unit_random",
 ]

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from ._ops import Transition, WriteOp, WriteResult
+from ._ops import BatchOutcome, Transition, WriteOp, WriteResult
 from ._store import Store
 
 log = logging.getLogger("polos.storage")
@@ -28,10 +28,13 @@ class WriteBatcher:
         *,
         max_batch: int = 512,
         on_transitions: Callable[[Sequence[Transition]], None] | None = None,
+        on_batch: Callable[[Sequence[WriteOp], BatchOutcome, float], None] | None = None,
     ) -> None:
         self._store = store
         self._max_batch = max_batch
         self._on_transitions = on_transitions
+        # Metrics: told (ops, outcome, seconds) of every committed batch; must be cheap.
+        self._on_batch = on_batch
         self._pending: list[tuple[WriteOp, asyncio.Future[WriteResult]]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -95,7 +98,8 @@ class WriteBatcher:
             return
         self.batches += 1
         self.ops += len(batch)
-        self.busy_seconds += time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        self.busy_seconds += elapsed
         for (_, future), result in zip(batch, outcome.results, strict=True):
             if future.done():
                 continue
@@ -105,3 +109,5 @@ class WriteBatcher:
                 future.set_result(result)
         if outcome.transitions and self._on_transitions is not None:
             self._on_transitions(outcome.transitions)
+        if self._on_batch is not None:
+            self._on_batch([op for op, _ in batch], outcome, elapsed)

@@ -132,6 +132,8 @@ class ResumeOp:
     execution_id: str
     step_key: str
     data_json: str
+    resumed_by: str | None = None
+    comment: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

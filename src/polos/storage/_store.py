@@ -38,6 +38,7 @@ from ._flow import set_rate_limit
 from ._flow_reads import list_queues
 from ._lifecycle import RUNNING
 from ._listen import cancel_items, listen_forever
+from ._metric_reads import MetricCounts, metric_counts  # /metrics (observability)
 from ._ops import (
     BatchOutcome,
     CompleteOp,
@@ -45,10 +46,11 @@ from ._ops import (
     Transition,
     WriteOp,
 )
+from ._retries import Retried, retry
 from ._schedules import ScheduleStore
 from ._sessions import SessionStore
 from ._workers import Registration, register, workers_of, workflows_of
-from ._writes import CANCEL_CHANNEL, Dialect, Writes, notify
+from ._writes import CANCEL_CHANNEL, WORK_CHANNEL, Dialect, Writes, notify
 
 if TYPE_CHECKING:  # the asyncio engine is only used (and greenlet only needed) for PostgreSQL
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -384,8 +386,20 @@ class Store:
         workflow_id: str | None = None,
         limit: int = 50,
         cursor: tuple[int, str] | None = None,
+        created_after: int | None = None,
+        created_before: int | None = None,
+        id_prefix: str | None = None,
+        parent_id: str | None = None,
+        root_id: str | None = None,
+        top_level: bool = False,
     ) -> tuple[list[Execution], tuple[int, str] | None]:
-        """A page of executions, newest first, and the cursor of the next page."""
+        """A page of executions, newest first, and the cursor of the next page.
+
+        ``created_after`` / ``created_before`` bound ``created_at`` (epoch ms, inclusive /
+        exclusive); ``id_prefix`` matches ids starting with it (a whole id matches itself);
+        ``top_level`` keeps executions without a parent. Every filter is served by an index
+        (project + created, status, workflow; parent; root; the primary key for ids).
+        """
         ex = t.executions
         query = sa.select(ex).where(ex.c.project_id == project_id)
         status_list = list(statuses)
@@ -393,6 +407,19 @@ class Store:
             query = query.where(ex.c.status.in_(status_list))
         if workflow_id is not None:
             query = query.where(ex.c.workflow_id == workflow_id)
+        if created_after is not None:
+            query = query.where(ex.c.created_at >= created_after)
+        if created_before is not None:
+            query = query.where(ex.c.created_at < created_before)
+        if id_prefix:
+            # A range on the primary key (LIKE would not use it on every database).
+            query = query.where(ex.c.id >= id_prefix, ex.c.id < id_prefix + "\U0010ffff")
+        if parent_id is not None:
+            query = query.where(ex.c.parent_id == parent_id)
+        if root_id is not None:
+            query = query.where(ex.c.root_id == root_id)
+        if top_level:
+            query = query.where(ex.c.parent_id.is_(None))
         if cursor is not None:
             created, last_id = cursor
             query = query.where(
@@ -459,6 +486,26 @@ class Store:
         """A project's queues (limits, running / queued / waiting counts) and rate limits."""
         now = now_ms()
         return await self.read(lambda conn: list_queues(conn, project_id, now))
+
+    # --- metrics (observability): scrape-time counts, see _metric_reads.py
+    async def metric_counts(self) -> MetricCounts:
+        """Executions by (project, status) and queue depth, for ``/metrics``."""
+        now = now_ms()
+        return await self.read(lambda conn: metric_counts(conn, now))
+
+    # --- end metrics
+
+    async def retry_execution(self, project_id: str, execution_id: str, by: str) -> Retried:
+        """Queue a failed or cancelled top-level execution again (see ``_retries.retry``)."""
+        now = now_ms()
+
+        def go(conn: Connection) -> Retried:
+            retried = retry(conn, project_id, execution_id, by, now)
+            if retried.refused is None:
+                notify(conn, self._writes.dialect, WORK_CHANNEL)  # other orchestrators' workers
+            return retried
+
+        return await self.write(go)
 
     async def set_rate_limit(self, project_id: str, spec: RateLimitSpec) -> None:
         """Create or change a rate limit."""

@@ -145,6 +145,8 @@ executions = sa.Table(
         sqlite_where=sa.text("parent_id IS NOT NULL"),
         postgresql_where=sa.text("parent_id IS NOT NULL"),
     ),
+    # 0005: every execution of one root's tree (traces, the UI's execution page)
+    sa.Index("ix_executions_root", "root_id", "created_at"),
 )
 
 # 0003: claim order (priority DESC, available_at, id) straight from an index, so that a

@@ -266,15 +266,27 @@ class WaitWrites:
         step_key: str,
         data_json: str,
         now: int,
+        *,
+        by: str | None = None,
+        comment: str | None = None,
     ) -> tuple[bool, str, Transition | None]:
-        """Resume ``execution`` at its suspend step ``step_key`` (exact, or without suffix)."""
+        """Resume ``execution`` at its suspend step ``step_key`` (exact, or without suffix).
+
+        The step's output records the decision: the data, when, and who said what
+        (``resumed_by``, ``comment``): the audit trail of an approval.
+        """
         rows = conn.execute(self._of_execution, {"eid": execution["id"]}).mappings().all()
         for row in rows:
             if row["kind"] == WaitKind.SUSPEND.value and step_key in (
                 row["step_key"],
                 base_key(row["step_key"]),
             ):
-                output = f'{{"data":{data_json},"resumed_at":{now}}}'
+                output = f'{{"data":{data_json},"resumed_at":{now}'
+                if by is not None:
+                    output += f',"resumed_by":{dumps(by)}'
+                if comment is not None:
+                    output += f',"comment":{dumps(comment)}'
+                output += "}"
                 return True, "", self.end(conn, row, now, output_json=output)
         return False, self._why_not(conn, execution, step_key, rows), None
 

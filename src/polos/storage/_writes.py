@@ -492,7 +492,9 @@ class Writes:
         )
         if row is None:
             return Resumed(execution=None, resumed=False, message="not found")
-        resumed, message, woken = self.waits.resume(conn, row, op.step_key, op.data_json, now)
+        resumed, message, woken = self.waits.resume(
+            conn, row, op.step_key, op.data_json, now, by=op.resumed_by, comment=op.comment
+        )
         values = dict(row)
         if woken is not None:
             transitions.append(woken)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from polos import _logs  # logs: ids of the running execution on every record
 from polos.agents import Agent
 from polos.client import PolosClient
 from polos.errors import ConfigurationError, WorkflowNotFoundError
@@ -298,9 +299,7 @@ class Worker:
     async def run(self) -> None:
         """Serve until SIGINT/SIGTERM (or :meth:`stop`), then shut down gracefully."""
         if not logging.getLogger().handlers:
-            logging.basicConfig(
-                level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-            )
+            _logs.setup_logging()  # logs: POLOS_LOG_FORMAT / POLOS_LOG_LEVEL
         self._stop = asyncio.Event()
         channel = Channel(
             api_urls=self.client.api_urls,
@@ -417,7 +416,12 @@ class Worker:
     def _on_cancel(self, message: Cancel) -> None:
         running = self._running.get(message.execution_id)
         if running is not None and running.job is not None:
-            log.info("execution %s cancelled: %s", message.execution_id, message.reason)
+            log.info(
+                "execution %s cancelled: %s",
+                message.execution_id,
+                message.reason,
+                extra={"execution_id": message.execution_id, "worker_id": self.worker_id},
+            )
             running.cancel_reason = "cancelled"
             # The signal first: the step being awaited then raises ExecutionCancelled (and so
             # does every later step call, also from a synchronous workflow's thread).
@@ -437,6 +441,13 @@ class Worker:
         channel = self._channel
         assert channel is not None
         emitter: _Emitter | None = None
+        # logs: this task's records (and user code's, in steps and their threads) carry these
+        log_ids = _logs.bind(
+            execution_id=task.execution_id,
+            workflow_id=task.workflow_id,
+            worker_id=self.worker_id,
+            attempt=task.attempt,
+        )
         try:
             workflow = self.workflows.get(task.workflow_id)
             if workflow is None:  # the orchestrator only sends registered workflows; be safe anyway
@@ -525,6 +536,7 @@ class Worker:
         except Exception:
             log.exception("execution %s: unexpected worker error", task.execution_id)
         finally:
+            _logs.unbind(log_ids)
             if emitter is not None:
                 emitter.close()
             if self._running.get(task.execution_id) is running:
