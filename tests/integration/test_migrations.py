@@ -29,14 +29,14 @@ RELEASED: dict[str, dict[str, str]] = {
         "0002_waits_events.sql": "68b85836c36deb3398a7f00c430b26807b02541516bf555cd452d256b048334e",
         "0003_flow_control.sql": "e92e7d84690de33c8d13fa7ad48186448066a9f812585bad7bf91781018728ac",
         "0004_agent_sessions.sql": "c53f284d87c33b2c7c5d474dc5e7e34eec00f4f7389f1a0cc3eca41f00a58032",
-        "0005_observability.sql": "8c6556293872ac655a4a0fc641b1ca6a16c8d6193831cfd752548a7e6a1c66a9",
+        "0005_observability.sql": "ffdf3f3980e92be3a265636dd0a80fa0989cb72daecc3270f7313a17474c879f",
     },
     "postgres": {
         "0001_init.sql": "30418b4231b7d1f95a060a5c37093ef76a397590da3771ea80d3246494e770ab",
         "0002_waits_events.sql": "2dc80fad3d05726e1e516f241a578a8138f41773cd1bda0459bf6084abc21c63",
         "0003_flow_control.sql": "5dad4e0e373576600c1362639847909cf94d0b945bb43a34da312d89587ca522",
         "0004_agent_sessions.sql": "dac76ff81fd6afa55fe4e6dd4a548b40ef05de19fa740e48c8ee148c627f2f08",
-        "0005_observability.sql": "8c6556293872ac655a4a0fc641b1ca6a16c8d6193831cfd752548a7e6a1c66a9",
+        "0005_observability.sql": "ffdf3f3980e92be3a265636dd0a80fa0989cb72daecc3270f7313a17474c879f",
     },
 }
 

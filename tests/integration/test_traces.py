@@ -296,6 +296,31 @@ async def test_otlp_export__collector_receives_the_spans_the_api_shows(
         assert got["status"] == {"ok": 1, "error": 2}[span["status"]]
 
 
+async def test_otlp_export__execution_failed_by_its_dead_worker_is_exported_and_awaited(
+    make_server: Servers, start_worker: Workers, collector: Collector
+) -> None:
+    # An execution that ends because its worker died (recovery budget spent) is ended by
+    # the gateway, not by a batched write: it must reach the same hook (export, waiters).
+    server = _server_with(
+        make_server,
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_BSP_SCHEDULE_DELAY": "50"},
+    )
+    start_worker(TRACE_WORKER, api_url=server.url)
+    async with PolosClient(server.url) as client:
+        doomed = await client.invoke("trace_dies", 1)
+        with pytest.raises(Exception, match="max_recovery_attempts=1"):
+            await doomed.result(timeout=30)
+    [root] = [
+        s for s in (await get_trace(server.url, doomed.id))["spans"] if s["kind"] == "execution"
+    ]
+
+    async def exported() -> bool:
+        return root["span_id"] in collector.spans()
+
+    await eventually(exported, "the dead worker's execution at the collector")
+    assert collector.spans()[root["span_id"]]["status"] == 2  # error
+
+
 async def test_otlp_export__a_collector_that_is_down_breaks_nothing(
     make_server: Servers, start_worker: Workers
 ) -> None:

@@ -126,8 +126,12 @@ class Gateway:
         hub: EventHub | None = None,
         on_timer_change: Callable[[], None] = lambda: None,
         metrics: OrchestratorMetrics | None = None,
+        on_transitions: Callable[[Sequence[Transition]], None] | None = None,
     ) -> None:
         self.store = store
+        # Where the executions a lost worker leaves behind are announced: the runtime's
+        # hook (long polls, the dispatcher, trace export), or just the dispatcher.
+        self._announce = on_transitions or self.on_transitions
         # metrics: counters only (no I/O) on the paths below
         self.metrics = metrics if metrics is not None else OrchestratorMetrics()
         self.batcher = batcher
@@ -331,7 +335,7 @@ class Gateway:
                 len(transitions),
                 extra={"worker_id": session.worker_id},
             )
-        self.on_transitions(transitions)
+        self._announce(transitions)
 
     async def _handle_write(
         self,
@@ -567,7 +571,7 @@ class Gateway:
                 session.closed = True
                 with contextlib.suppress(Exception):
                     await session.connection.close(4000, "lease expired")
-            self.on_transitions(transitions)
+            self._announce(transitions)
 
 
 class ReceiveText(Protocol):

@@ -51,6 +51,7 @@ class OrchestratorRuntime:
             hub=self.hub,
             on_timer_change=self.timers.wake,
             metrics=self.metrics,  # metrics
+            on_transitions=self._on_transitions,
         )
         self.schedule_loop = ScheduleLoop(store.schedules, self.gateway.wake)
         # tracing: OTLP export of finished executions (None unless OTEL_* asks for it)

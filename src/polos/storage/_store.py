@@ -411,7 +411,9 @@ class Store:
             query = query.where(ex.c.created_at >= created_after)
         if created_before is not None:
             query = query.where(ex.c.created_at < created_before)
-        if id_prefix:
+        if id_prefix and len(id_prefix) >= _WHOLE_ID:
+            query = query.where(ex.c.id == id_prefix)  # a pasted id: one primary-key lookup
+        elif id_prefix:
             # A range on the primary key (LIKE would not use it on every database).
             query = query.where(ex.c.id >= id_prefix, ex.c.id < id_prefix + "\U0010ffff")
         if parent_id is not None:
@@ -422,12 +424,9 @@ class Store:
             query = query.where(ex.c.parent_id.is_(None))
         if cursor is not None:
             created, last_id = cursor
-            query = query.where(
-                sa.or_(
-                    ex.c.created_at < created,
-                    sa.and_(ex.c.created_at == created, ex.c.id < last_id),
-                )
-            )
+            # A row-value comparison: an index range on (created_at, id), where the
+            # equivalent OR makes some planners scan.
+            query = query.where(sa.tuple_(ex.c.created_at, ex.c.id) < (created, last_id))
         query = query.order_by(ex.c.created_at.desc(), ex.c.id.desc()).limit(limit + 1)
 
         def go(conn: Connection) -> tuple[list[Execution], tuple[int, str] | None]:
@@ -556,6 +555,10 @@ class Store:
             except Exception as exc:
                 outcome.results.append(exc)
         return outcome
+
+
+_WHOLE_ID = 36
+"""Length of an execution id (a UUID): a search this long is a lookup, not a prefix."""
 
 
 def _goes_alone(op: WriteOp) -> TypeGuard[RecordStepOp | CompleteOp]:

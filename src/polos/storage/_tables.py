@@ -113,8 +113,9 @@ executions = sa.Table(
         postgresql_where=sa.text("status = 'running'"),
     ),
     sa.Index("ix_executions_project_created", "project_id", "created_at", "id"),
-    sa.Index("ix_executions_project_status", "project_id", "status", "created_at"),
-    sa.Index("ix_executions_project_workflow", "project_id", "workflow_id", "created_at"),
+    # 0005: with id, so that each list filter's index also gives the list's order
+    sa.Index("ix_executions_project_status", "project_id", "status", "created_at", "id"),
+    sa.Index("ix_executions_project_workflow", "project_id", "workflow_id", "created_at", "id"),
     sa.Index(
         "ix_executions_queued_flow_wf",
         "project_id",
@@ -145,8 +146,24 @@ executions = sa.Table(
         sqlite_where=sa.text("parent_id IS NOT NULL"),
         postgresql_where=sa.text("parent_id IS NOT NULL"),
     ),
-    # 0005: every execution of one root's tree (traces, the UI's execution page)
-    sa.Index("ix_executions_root", "root_id", "created_at"),
+    # 0005: every execution of one root's tree (traces); children and top-level lists
+    sa.Index("ix_executions_root", "root_id", "created_at", "id"),
+    sa.Index(
+        "ix_executions_children",
+        "parent_id",
+        "created_at",
+        "id",
+        sqlite_where=sa.text("parent_id IS NOT NULL"),
+        postgresql_where=sa.text("parent_id IS NOT NULL"),
+    ),
+    sa.Index(
+        "ix_executions_top_level",
+        "project_id",
+        "created_at",
+        "id",
+        sqlite_where=sa.text("parent_id IS NULL"),
+        postgresql_where=sa.text("parent_id IS NULL"),
+    ),
 )
 
 # 0003: claim order (priority DESC, available_at, id) straight from an index, so that a

@@ -3,9 +3,8 @@
 Nothing here writes: spans are derived (by the orchestrator) from what the step log
 already holds, so tracing adds no statement to the step hot path.
 
-The tree is found from the root down through ``parent_id`` with a recursive CTE,
-served by the partial index ``ix_executions_parent`` (there is no index on
-``root_id``, and this avoids a migration for one read).
+The tree is every execution whose ``root_id`` is the root's, served by the index
+``ix_executions_root`` (migration 0005): one range read, however deep the tree.
 """
 
 from __future__ import annotations
@@ -41,24 +40,6 @@ class TraceRows:
     """Whether the tree had more than :data:`MAX_TRACE_EXECUTIONS` executions."""
 
 
-def _tree(execution_id: str, project_id: str) -> sa.CTE:
-    """The ids (and depths) of every execution of the tree that holds ``execution_id``."""
-    ex = t.executions
-    root = (
-        sa.select(sa.func.coalesce(ex.c.root_id, ex.c.id))
-        .where(ex.c.id == execution_id, ex.c.project_id == project_id)
-        .scalar_subquery()
-    )
-    seed = sa.select(ex.c.id, sa.literal(0).label("depth")).where(ex.c.id == root)
-    tree = seed.cte("trace_tree", recursive=True)
-    child = ex.alias("child")
-    return tree.union_all(
-        sa.select(child.c.id, (tree.c.depth + 1).label("depth")).where(
-            child.c.parent_id == tree.c.id
-        )
-    )
-
-
 def _steps_of(conn: Connection, ids: Sequence[str]) -> dict[str, list[StepRecord]]:
     st = t.steps
     rows = conn.execute(
@@ -72,21 +53,26 @@ def _steps_of(conn: Connection, ids: Sequence[str]) -> dict[str, list[StepRecord
 
 def read_trace(conn: Connection, project_id: str, execution_id: str) -> TraceRows | None:
     """The whole tree of the root of ``execution_id`` (``None``: no such execution)."""
-    tree = _tree(execution_id, project_id)
     ex = t.executions
+    root = conn.execute(
+        sa.select(sa.func.coalesce(ex.c.root_id, ex.c.id)).where(
+            ex.c.id == execution_id, ex.c.project_id == project_id
+        )
+    ).scalar()
+    if root is None:
+        return None
     rows = (
         conn.execute(
             sa.select(ex)
-            .join(tree, tree.c.id == ex.c.id)
-            .order_by(tree.c.depth, ex.c.created_at, ex.c.id)
+            # Every execution is created with its root_id (a root's is its own id).
+            .where(ex.c.root_id == root, ex.c.project_id == project_id)
+            .order_by(ex.c.created_at, ex.c.id)
             .limit(MAX_TRACE_EXECUTIONS + 1)
         )
         .mappings()
         .all()
     )
-    if not rows:
-        return None
-    executions = [execution_from_row(r) for r in rows[:MAX_TRACE_EXECUTIONS]]
+    executions = _parents_first([execution_from_row(r) for r in rows[:MAX_TRACE_EXECUTIONS]])
     ids = [e.id for e in executions]
     waits = conn.execute(sa.select(t.waits).where(t.waits.c.execution_id.in_(ids))).mappings()
     return TraceRows(
@@ -95,6 +81,25 @@ def read_trace(conn: Connection, project_id: str, execution_id: str) -> TraceRow
         waits=[wait_from_row(r) for r in waits.all()],
         truncated=len(rows) > MAX_TRACE_EXECUTIONS,
     )
+
+
+def _parents_first(executions: list[Execution]) -> list[Execution]:
+    """Order by depth in the tree, then creation: a parent always before its children."""
+    parent_of = {e.id: e.parent_id for e in executions}
+    depths: dict[str, int] = {}
+
+    def depth(execution_id: str) -> int:
+        chain = []
+        current: str | None = execution_id
+        while current is not None and current in parent_of and current not in depths:
+            chain.append(current)
+            current = parent_of[current]
+        base = depths.get(current, -1) if current is not None else -1
+        for offset, item in enumerate(reversed(chain), start=1):
+            depths[item] = base + offset
+        return depths[execution_id]
+
+    return sorted(executions, key=lambda e: (depth(e.id), e.created_at, e.id))
 
 
 def read_executions(conn: Connection, ids: Sequence[str]) -> TraceRows:
@@ -108,7 +113,7 @@ def read_executions(conn: Connection, ids: Sequence[str]) -> TraceRows:
 async def trace_of(store: Store, project_id: str, execution_id: str) -> TraceRows | None:
     """The executions, steps and open waits of the trace ``execution_id`` belongs to.
 
-    Three statements on one read connection, whatever the tree's size (up to
+    Four statements on one read connection, whatever the tree's size (up to
     :data:`MAX_TRACE_EXECUTIONS` executions). ``None`` when the project has no such
     execution.
     """

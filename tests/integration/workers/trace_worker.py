@@ -10,6 +10,8 @@ Environment:
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 
 from polos import PolosClient, RetryPolicy, Worker, WorkflowContext, workflow
 
@@ -46,7 +48,17 @@ async def trace_failing(ctx: WorkflowContext, n: int) -> None:
     raise RuntimeError(f"boom {n}")
 
 
-worker = Worker(PolosClient(), workflows=[trace_child, trace_parent, trace_failing])
+def _die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@workflow(id="trace_dies", retry=NO_RETRY, max_recovery_attempts=1)
+async def trace_dies(ctx: WorkflowContext, n: int) -> None:
+    """Kills its worker: with a recovery budget of 1 the orchestrator fails it at once."""
+    await ctx.step.run("die", _die)
+
+
+worker = Worker(PolosClient(), workflows=[trace_child, trace_parent, trace_failing, trace_dies])
 
 if __name__ == "__main__":
     asyncio.run(worker.run())
