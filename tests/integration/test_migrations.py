@@ -30,6 +30,7 @@ RELEASED: dict[str, dict[str, str]] = {
         "0003_flow_control.sql": "e92e7d84690de33c8d13fa7ad48186448066a9f812585bad7bf91781018728ac",
         "0004_agent_sessions.sql": "c53f284d87c33b2c7c5d474dc5e7e34eec00f4f7389f1a0cc3eca41f00a58032",
         "0005_observability.sql": "ffdf3f3980e92be3a265636dd0a80fa0989cb72daecc3270f7313a17474c879f",
+        "0006_security.sql": "b1158b9787d29ad194f2233a0a036c0b9d76dfa1cd615a69638b94958fc598a3",
     },
     "postgres": {
         "0001_init.sql": "30418b4231b7d1f95a060a5c37093ef76a397590da3771ea80d3246494e770ab",
@@ -37,6 +38,7 @@ RELEASED: dict[str, dict[str, str]] = {
         "0003_flow_control.sql": "5dad4e0e373576600c1362639847909cf94d0b945bb43a34da312d89587ca522",
         "0004_agent_sessions.sql": "dac76ff81fd6afa55fe4e6dd4a548b40ef05de19fa740e48c8ee148c627f2f08",
         "0005_observability.sql": "ffdf3f3980e92be3a265636dd0a80fa0989cb72daecc3270f7313a17474c879f",
+        "0006_security.sql": "b1158b9787d29ad194f2233a0a036c0b9d76dfa1cd615a69638b94958fc598a3",
     },
 }
 

@@ -415,3 +415,41 @@ agent_sessions = sa.Table(
     # GET /sessions: a project's sessions, most recently saved first
     sa.Index("ix_agent_sessions_updated", "project_id", "updated_at", "id"),
 )
+
+# ---------------------------------------------------------------------------- 0006: security
+
+# API keys: the token ``polos_<id>_<secret>`` is shown once; only sha256(secret) is kept.
+# ``project_id`` NULL and role ``admin``: a server-wide key (manages projects and keys, may
+# act in any project); role ``project``: confined to its project.
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("project_id", sa.Text, sa.ForeignKey("projects.id")),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("secret_hash", sa.Text, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("last_used_at", sa.BigInteger),
+    sa.Column("revoked_at", sa.BigInteger),
+    sa.Index("ix_api_keys_project", "project_id", "created_at"),
+)
+
+# Secrets shared by every orchestrator of one database (the HMAC key of signed links and
+# UI sessions), made once on first use unless POLOS_SECRET_KEY gives one.
+server_secrets = sa.Table(
+    "server_secrets",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+# Retention: finished executions by age, events by age.
+sa.Index(
+    "ix_executions_finished",
+    executions.c.completed_at,
+    sqlite_where=sa.text("completed_at IS NOT NULL"),
+    postgresql_where=sa.text("completed_at IS NOT NULL"),
+)
+sa.Index("ix_events_created", events.c.created_at)
