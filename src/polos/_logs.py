@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import IO, Any
 
+from polos._redact import redact_text
 from polos.errors import ConfigurationError
 
 ID_FIELDS = ("execution_id", "step_key", "workflow_id", "worker_id", "attempt")
@@ -118,16 +119,18 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact_text(record.getMessage()),
         }
         out.update(_record_ids(record))
         for name, value in record.__dict__.items():
             if name not in _STANDARD and name not in out and not name.startswith("_"):
                 out[name] = value
         if record.exc_info:
-            out["exc_info"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
+            out["exc_info"] = redact_text(
+                "".join(traceback.format_exception(*record.exc_info)).rstrip()
+            )
         elif record.exc_text:
-            out["exc_info"] = record.exc_text
+            out["exc_info"] = redact_text(record.exc_text)
         if record.stack_info:
             out["stack_info"] = record.stack_info
         # default=str: an ``extra=`` value that JSON cannot hold must not lose the line.
@@ -139,6 +142,10 @@ class TextFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The line (and traceback), with credential-looking values redacted."""
+        return redact_text(super().format(record))
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         """The message line with the ids appended (before any traceback)."""

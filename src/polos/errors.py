@@ -11,7 +11,8 @@ PolosError(Exception)
 │   ├── WorkflowNotFoundError     unknown workflow id (404)
 │   ├── NotWaitingError           resume of a step that is not waiting (409)
 │   ├── NotRetryableError         retry of an execution that is not failed/cancelled (409)
-│   └── SessionConflictError      a session memory save lost a version race (409)
+│   ├── SessionConflictError      a session memory save lost a version race (409)
+│   └── PayloadTooLargeError      a payload, event, step output or result over its size limit (413)
 ├── OrchestratorUnavailableError  no orchestrator answered in time
 ├── WorkflowFailedError           a remote execution ended failed (carries error_type, message)
 │   ├── WorkflowCancelledError    ... or was cancelled
@@ -66,6 +67,7 @@ __all__ = [
     "NotWaitingError",
     "OrchestratorUnavailableError",
     "OutputValidationError",
+    "PayloadTooLargeError",
     "PayloadValidationError",
     "PolosError",
     "SerializationError",
@@ -143,6 +145,22 @@ class SessionConflictError(ApiError):
     """A save of a session's memory was refused: the stored version is no longer the
     ``expected_version`` the save was based on (another run saved the session meanwhile,
     or it already exists when 0 was expected). Load the memory again, merge, and retry."""
+
+
+class PayloadTooLargeError(ApiError):
+    """A value is larger than the orchestrator accepts; the message names the limit.
+
+    Raised by the client for HTTP 413 (a payload, event data or a request body over
+    ``POLOS_MAX_PAYLOAD_BYTES``, ``POLOS_MAX_EVENT_BYTES`` or ``POLOS_MAX_BODY_BYTES``),
+    and inside a workflow by the step whose output (or state, published event, child
+    payload, wait data) is over its limit, e.g. ``output of step 'fetch' is 5,000,000
+    bytes; the limit is 4,194,304 (POLOS_MAX_STEP_OUTPUT_BYTES)``. The step is not
+    recorded: catch the error to go on without it, or let it fail the attempt (the
+    workflow's retry policy applies). Sending it again unchanged cannot succeed.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.status_code, self.code, self.message))
 
 
 class OrchestratorUnavailableError(PolosError):

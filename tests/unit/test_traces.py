@@ -20,6 +20,7 @@ from polos.orchestrator._trace_export import (
 from polos.orchestrator._traces import (
     derive_trace,
     execution_span_id,
+    step_span,
     step_span_id,
     trace_id,
 )
@@ -286,3 +287,17 @@ async def test_exporter_queue__keeps_terminal_ids_and_drops_with_a_warning_when_
     assert list(exporter._queue) == ["b", "c"]
     assert "trace export queue full" in caplog.text
     await exporter.close(timeout=0.1)
+
+
+def test_spans__credentials_in_errors_and_attributes_are_redacted() -> None:
+    key = "sk-proj-" + "Zx9" * 10
+    failed = _step(
+        "guardrail:1:0",
+        StepKind.RUN,
+        1,
+        {"passed": False, "reason": f"the answer leaks {key}"},
+        error=ErrorInfo(type="ValueError", message=f"provider refused key {key}"),
+    )
+    span = step_span(_execution("e1"), failed, {})
+    assert key not in span.model_dump_json()
+    assert "[REDACTED]" in (span.status_message or "")

@@ -12,6 +12,7 @@ from polos._version import __version__
 from polos.client import PolosClient
 from polos.errors import PolosError, WorkflowFailedError
 
+from ._approvals import approval_link  # approval links
 from ._common import (
     client_from,
     console,
@@ -52,6 +53,7 @@ def main(
 
 
 main.add_command(resume)
+main.add_command(approval_link)  # approval links
 main.add_command(waits)
 main.add_command(events)
 main.add_command(schedules)

@@ -19,6 +19,8 @@ from polos.errors import PolosError
 from polos.protocol import DEFAULT_PROJECT_ID
 
 from ._common import console, fail
+from ._keys import keys, projects
+from ._prune import prune  # retention
 
 
 def _configure_logging(level: str) -> None:
@@ -68,6 +70,12 @@ def main() -> None:
     envvar="POLOS_HEARTBEAT_MS",
     help="Worker heartbeat (default 1000).",
 )
+@click.option(
+    "--local",
+    is_flag=True,
+    envvar="POLOS_LOCAL",
+    help="Local mode: no API keys; only on a loopback address (this machine).",
+)
 def start(
     database_url: str | None,
     host: str,
@@ -75,10 +83,23 @@ def start(
     log_level: str,
     lease_ms: int | None,
     heartbeat_ms: int | None,
+    local: bool,
 ) -> None:
-    """Start the orchestrator (API, worker channel and UI)."""
-    from polos.orchestrator import OrchestratorSettings, create_app
+    """Start the orchestrator (API, worker channel and UI).
+
+    Every request needs an API key (the first start prints an admin key) unless the
+    server is started with --local, which only binds a loopback address.
+    """
+    from polos.orchestrator import OrchestratorSettings, create_app, is_loopback
     from polos.storage import describe_url, normalize_url
+
+    if local and not is_loopback(host):
+        fail(
+            f"--local (no API keys) serves this machine only, but --host {host} is not a "
+            "loopback address: bind 127.0.0.1, or start without --local and use API keys "
+            "(polos-server keys create)"
+        )
+        return
 
     log_level = log_level.lower()
     try:
@@ -93,6 +114,7 @@ def start(
             port=port,
             lease_ms=lease_ms,
             heartbeat_ms=heartbeat_ms,
+            local=local or None,
         )
         url = normalize_url(settings.database_url)
     except PolosError as exc:
@@ -107,6 +129,7 @@ def start(
         return
     try:
         asyncio.run(_check_database(settings.database_url))
+        admin_token = None if settings.local else asyncio.run(_bootstrap_admin_key(url))
     except PolosError as exc:
         fail(str(exc))
         return
@@ -118,6 +141,17 @@ def start(
     console.print(f"  API        : {base}/api/v1   (docs: {base}/docs)")
     console.print(f"  UI         : {base}/")
     console.print(f"  database   : {describe_url(url)}")
+    if settings.local:
+        console.print("  auth       : [yellow]local mode[/] (no API keys; this machine only)")
+    else:
+        console.print("  auth       : API keys (Authorization: Bearer <key>)")
+    if admin_token is not None:
+        console.print(
+            "  [bold]admin API key[/] (shown once, stored only as a hash; save it now):\n"
+            f"      [bold green]{admin_token}[/]\n"
+            "      export POLOS_API_KEY=<that key> for clients, workers and the CLI",
+            highlight=False,
+        )
     console.print(
         "  workers connect with PolosClient(api_url=...) — Ctrl-C stops the server", highlight=False
     )
@@ -144,6 +178,20 @@ def start(
         ok = False
     if not ok:
         fail(f"could not start on {host}:{port} (see the log above)")
+
+
+async def _bootstrap_admin_key(url: str) -> str | None:
+    """On a database without any admin key, make one (its token is printed once)."""
+    from polos.storage import open_store
+
+    store = await open_store(url)
+    try:
+        if await store.count_admin_keys() > 0:
+            return None
+        _, token = await store.create_api_key(None, "bootstrap admin", role="admin")
+        return token
+    finally:
+        await store.close()
 
 
 class _GracefulServer(uvicorn.Server):
@@ -210,6 +258,10 @@ def migrate(database_url: str | None) -> None:
     except OSError as exc:
         fail(f"cannot open the database: {exc}")
 
+
+main.add_command(prune)  # retention: polos-server prune
+main.add_command(projects)
+main.add_command(keys)
 
 if __name__ == "__main__":
     main()

@@ -19,6 +19,7 @@ from polos.errors import (
     WorkflowTimeoutError,
 )
 from polos.protocol import (
+    ApprovalLink,  # approval links
     BatchInvokeItem,
     BatchInvokeRequest,
     BatchInvokeResponse,
@@ -431,6 +432,34 @@ class PolosClient(Transport):
             await self._request("POST", f"/executions/{execution_id}/retry", json=body)
         )
 
+    async def approval_link(  # approval links
+        self,
+        execution_id: str,
+        step_key: str,
+        *,
+        approver: str,
+        expires_in: float | timedelta | None = None,
+    ) -> ApprovalLink:
+        """A signed URL that lets ``approver`` approve or reject the suspend step once.
+
+        Send ``link.url`` to the approver (e-mail, chat): the page it opens shows the
+        suspend data and its form; the decision resumes the execution, recorded as made
+        by ``link:<approver>``. The link expires after ``expires_in`` (seconds or a
+        timedelta; default 24 hours, at most 30 days) and works once. Anyone holding it
+        can decide: it is a credential.
+
+        Raises:
+            ExecutionNotFoundError: no such execution in this project.
+            NotWaitingError: it is not suspended at ``step_key``.
+        """
+        body: dict[str, Any] = {"step_key": step_key, "approver": approver}
+        seconds = _seconds(expires_in)
+        if seconds is not None:
+            body["expires_in_seconds"] = max(1, round(seconds))
+        return ApprovalLink.model_validate(
+            await self._request("POST", f"/executions/{execution_id}/approval-links", json=body)
+        )
+
     async def list_waits(
         self,
         kind: WaitKind | str | None = None,
@@ -529,6 +558,14 @@ class PolosClient(Transport):
     def retry_sync(self, execution_id: str, *, by: str | None = None) -> Execution:
         """Blocking :meth:`retry`."""
         return self._portal.run(self._in_portal(lambda c: c.retry(execution_id, by=by)))  # type: ignore[no-any-return]
+
+    def approval_link_sync(  # approval links
+        self, execution_id: str, step_key: str, **options: Any
+    ) -> ApprovalLink:
+        """Blocking :meth:`approval_link`."""
+        return self._portal.run(  # type: ignore[no-any-return]
+            self._in_portal(lambda c: c.approval_link(execution_id, step_key, **options))
+        )
 
     def list_waits_sync(self, kind: WaitKind | str | None = None, **filters: Any) -> WaitPage:
         """Blocking :meth:`list_waits`."""

@@ -17,6 +17,7 @@ from polos.errors import (
     NotRetryableError,
     NotWaitingError,
     OrchestratorUnavailableError,
+    PayloadTooLargeError,
     SessionConflictError,
     WorkflowNotFoundError,
 )
@@ -191,4 +192,6 @@ class Transport:
             return NotRetryableError(response.status_code, code, message)
         if code == "version_conflict":
             return SessionConflictError(response.status_code, code, message)
+        if code == "payload_too_large":  # limits
+            return PayloadTooLargeError(response.status_code, code, message)
         return ApiError(response.status_code, code, message)

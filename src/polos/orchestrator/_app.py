@@ -17,6 +17,9 @@ from polos.errors import InvalidValueError, StorageError
 from polos.protocol import API_PREFIX, Health, describe_problems
 from polos.storage import describe_url
 
+from ._admin_routes import router as admin_router
+from ._approval_links import api_router as approval_api_router  # approval links
+from ._approval_links import page_router as approval_page_router  # approval links
 from ._event_routes import router as event_router
 from ._flow_routes import router as flow_router
 from ._metrics_route import router as metrics_router  # metrics
@@ -27,6 +30,7 @@ from ._session_routes import router as session_router
 from ._settings import OrchestratorSettings
 from ._trace_routes import router as trace_router  # tracing
 from ._ui import ui_router
+from ._ui_session import router as ui_session_router
 
 log = logging.getLogger("polos.orchestrator")
 
@@ -74,7 +78,9 @@ class BodyLimit:
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = problem_response(
-            413, "payload_too_large", f"request body is larger than the limit of {self.limit} bytes"
+            413,
+            "payload_too_large",
+            f"request body is larger than the limit of {self.limit} bytes (POLOS_MAX_BODY_BYTES)",
         )
         await response(scope, receive, send)
 
@@ -82,7 +88,9 @@ class BodyLimit:
 class _TooLarge(HTTPException):
     # An HTTPException, so that FastAPI's body parsing re-raises it instead of turning it into a 400.
     def __init__(self, limit: int) -> None:
-        super().__init__(413, f"request body is larger than the limit of {limit} bytes")
+        super().__init__(
+            413, f"request body is larger than the limit of {limit} bytes (POLOS_MAX_BODY_BYTES)"
+        )
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -162,11 +170,15 @@ def create_app(settings: OrchestratorSettings | None = None) -> FastAPI:
 
     app.include_router(router)
     app.include_router(event_router)
+    app.include_router(admin_router)
+    app.include_router(ui_session_router)
     app.include_router(flow_router)
     app.include_router(schedule_router)
     app.include_router(session_router)
     app.include_router(metrics_router)  # metrics: GET /metrics (not in the OpenAPI schema)
     app.include_router(trace_router)  # tracing
     app.include_router(ui_router)
+    app.include_router(approval_api_router)  # approval links: POST .../approval-links
+    app.include_router(approval_page_router)  # approval links: /approve/{token}, public
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

@@ -28,6 +28,7 @@ from polos.protocol import (
 )
 from polos.storage import Published, PublishOp, Resumed, ResumeOp, dumps, loads
 
+from ._limits import MAX_DB_INT, check_events, check_payload  # limits
 from ._routes import _ERRORS, ApiProblem, Project, Runtime, model_response
 from ._runtime import OrchestratorRuntime
 
@@ -75,12 +76,14 @@ def _publish_op(project_id: str, body: PublishRequest) -> PublishOp:
     response_model=PublishResponse,
     status_code=201,
     summary="Publish an event on a topic",
+    responses={200: {"model": PublishResponse, "description": "Idempotency key already used"}},
 )
 async def publish_event(body: PublishRequest, runtime: Runtime, project_id: Project) -> Response:
     """Append an event to its topic's log; start triggered workflows; end matching waits.
 
     With an ``idempotency_key`` already used, returns the first event (200, ``created`` false).
     """
+    check_events(runtime.settings.limits, [body], batch=False)  # limits: POLOS_MAX_EVENT_BYTES
     result = await runtime.batcher.submit(_publish_op(project_id, body))
     assert isinstance(result, Published)
     response = _published(runtime, project_id, result)
@@ -97,6 +100,7 @@ async def publish_events(
     body: BatchPublishRequest, runtime: Runtime, project_id: Project
 ) -> Response:
     """Publish up to 1,000 events; events of one topic keep the request's order."""
+    check_events(runtime.settings.limits, body.events, batch=True)  # limits
     results = []
     # One submit per event in order: the batcher groups them into few transactions, and
     # awaiting each in turn keeps per-topic order without holding all topics at once.
@@ -113,7 +117,9 @@ async def list_events(
     topic: Topic,
     runtime: Runtime,
     project_id: Project,
-    after: Annotated[int, Query(ge=0, description="Return events with seq > after.")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=MAX_DB_INT, description="Return events with seq > after.")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
     """Events of one topic in ``seq`` order, starting after ``after``."""
@@ -138,7 +144,7 @@ async def stream_events(
     project_id: Project,
     after: Annotated[
         int | None,
-        Query(ge=0, description="Start after this seq (default: only new events)."),
+        Query(ge=0, le=MAX_DB_INT, description="Start after this seq (default: only new events)."),
     ] = None,
     last_event_id: Annotated[
         str | None,
@@ -159,6 +165,8 @@ async def stream_events(
             ) from None
         if start < 0:
             raise ApiProblem(400, "invalid_last_event_id", "Last-Event-ID must not be negative")
+        if start > MAX_DB_INT:  # limits: seqs are 64-bit integers
+            raise ApiProblem(400, "invalid_last_event_id", "Last-Event-ID is not an event seq")
     elif after is not None:
         start = after
     else:
@@ -253,6 +261,7 @@ async def resume_execution(
     A second resume, a resume after the timeout, or a resume of a step that is not
     waiting gets 409 and changes nothing.
     """
+    check_payload(runtime.settings.limits, "resume data", body.data)  # limits
     result = await runtime.batcher.submit(
         ResumeOp(
             project_id,

@@ -59,6 +59,7 @@ from polos.storage import (
     Store,
     Transition,
     WaitOp,
+    WorkerIdInUse,
     WriteBatcher,
     dumps,
     loads,
@@ -67,6 +68,7 @@ from polos.storage import (
 
 from ._emits import EmitWriter
 from ._events import EventHub
+from ._limits import emit_within_limits, refuse_write, text_size  # limits
 from ._metrics import OrchestratorMetrics  # metrics
 from ._settings import OrchestratorSettings
 
@@ -96,6 +98,8 @@ class WorkerSession:
     last_seen_ms: int = field(default_factory=now_ms)
     renewed_ms: int = 0
     closed: bool = False
+    key_id: str | None = None
+    """The API key the worker authenticated with (``None`` in local mode)."""
     _send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -196,7 +200,14 @@ class Gateway:
 
     # ------------------------------------------------------------------ one connection
 
-    async def serve(self, connection: Connection, receive: ReceiveText, project_id: str) -> None:
+    async def serve(
+        self,
+        connection: Connection,
+        receive: ReceiveText,
+        project_id: str,
+        *,
+        key_id: str | None = None,
+    ) -> None:
         """Run the channel protocol on one freshly accepted connection until it closes."""
         session: WorkerSession | None = None
         try:
@@ -217,7 +228,12 @@ class Gateway:
                     f"channel version {hello.version} is not supported (this orchestrator speaks {CHANNEL_VERSION})",
                 )
                 return
-            session = await self._register(connection, hello, project_id)
+            try:
+                session = await self._register(connection, hello, project_id)
+            except WorkerIdInUse as exc:
+                await self._refuse(connection, str(exc))
+                return
+            session.key_id = key_id
             while True:
                 text = await receive()
                 session.last_seen_ms = now_ms()
@@ -241,9 +257,13 @@ class Gateway:
                     await session.send(Goodbye(reason="duplicate hello", fatal=True))
                     return
                 if isinstance(message, Emit):  # checked now, in socket order; written later
-                    self.emits.accept(session, message)
+                    emit = emit_within_limits(
+                        self.settings.limits, session.worker_id, message, text
+                    )
+                    if emit is not None:  # limits: oversized items are dropped (and logged)
+                        self.emits.accept(session, emit)
                     continue
-                handler = asyncio.create_task(self._handle_write(session, message))
+                handler = asyncio.create_task(self._handle_write(session, message, text_size(text)))
                 self._handlers.add(handler)
                 handler.add_done_callback(self._handlers.discard)
         except ConnectionClosed:
@@ -341,9 +361,19 @@ class Gateway:
         self,
         session: WorkerSession,
         message: RecordStep | Wait | Complete | Fail | Release | Heartbeat | Drain | Hello,
+        size: int | None = None,  # limits: bytes of the message as received
     ) -> None:
         op = self._write_op(message)
         if op is None or isinstance(message, Heartbeat | Drain | Hello):  # pragma: no cover
+            return
+        if session.running.get(op.execution_id) != op.epoch:
+            # A worker writes only to executions this orchestrator handed it under that
+            # epoch: not another worker's, not another project's (security, not just fencing).
+            await session.send(Ack(req=message.req, code="stale"))
+            return
+        refusal, op = refuse_write(self.settings.limits, session.worker_id, message, op, size)
+        if refusal is not None and not isinstance(message, Complete):  # limits: fail the step
+            await session.send(refusal)
             return
         if isinstance(op, WaitOp):
             op = dataclasses.replace(op, project_id=session.project_id)
@@ -386,6 +416,9 @@ class Gateway:
         code = "stale" if result == STALE else "ok"
         if code == "ok" and isinstance(op, RecordStepOp):
             self.metrics.step_recorded(op.step)  # metrics: count + latency histogram
+        if refusal is not None and code == "ok":  # limits: the result was refused, the run failed
+            await session.send(refusal)
+            return
         await session.send(Ack(req=message.req, code=code, value=value))
 
     @staticmethod

@@ -4,7 +4,8 @@ The counters are kept up to date by the write path (:mod:`._metrics`); this rout
 adds the state read at scrape time: executions by status and queue depth (one
 grouped count, :meth:`polos.storage.Store.metric_counts`), and the gateway's
 sessions (connected workers, slots, dispatches). It is not part of the API (no
-``/api/v1`` prefix, not in the OpenAPI schema).
+``/api/v1`` prefix, not in the OpenAPI schema). It needs an admin API key (Prometheus:
+``authorization: {credentials: <key>}``), except in local mode.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from polos.storage import MetricCounts
 
 from ._runtime import OrchestratorRuntime
+from ._session import authenticate
 
 log = logging.getLogger("polos.orchestrator")
 
@@ -28,8 +30,14 @@ router = APIRouter()
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
-    """Every metric of this orchestrator in Prometheus' text format."""
+    """Every metric of this orchestrator in Prometheus' text format (admin keys: the
+    figures cover every project)."""
     runtime: OrchestratorRuntime = request.app.state.runtime
+    caller = await authenticate(request, runtime)
+    if not caller.is_admin:
+        from ._routes import problem_response
+
+        return problem_response(403, "forbidden", "metrics cover every project: use an admin key")
     started = time.perf_counter()
     counts: MetricCounts | None
     try:

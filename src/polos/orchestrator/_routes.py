@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket, WebSocketDisconnect
@@ -33,8 +34,11 @@ from polos.protocol import (
 )
 from polos.storage import NO_WORKFLOW, Cancelled, CancelOp, Created, CreateExecution, dumps
 
+from ._auth import LOCAL_CALLER, Caller
 from ._gateway import ConnectionClosed
+from ._limits import MAX_DB_INT, check_batch_invoke, check_invoke  # limits
 from ._runtime import OrchestratorRuntime
+from ._session import BAD_CREDENTIALS, NO_CREDENTIALS, authenticate
 
 
 class ApiProblem(Exception):
@@ -70,13 +74,29 @@ async def _runtime(request: Request) -> OrchestratorRuntime:
 Runtime = Annotated[OrchestratorRuntime, Depends(_runtime)]
 
 
+async def _caller(request: Request, runtime: Runtime) -> Caller:
+    return await authenticate(request, runtime)
+
+
+CallerDep = Annotated[Caller, Depends(_caller)]
+
+
 async def _project(
     runtime: Runtime,
+    caller: CallerDep,
     x_polos_project: Annotated[
         str | None,
         Header(alias=PROJECT_HEADER, description="Project id (default project when absent)."),
     ] = None,
 ) -> str:
+    if caller.project_id is not None:
+        # A project key touches its own project only; naming another one finds nothing
+        # (404, as for a project that does not exist: ids do not leak).
+        if x_polos_project and x_polos_project != caller.project_id:
+            raise ApiProblem(
+                404, "project_not_found", f"project {x_polos_project!r} does not exist"
+            )
+        return caller.project_id
     project_id = x_polos_project or DEFAULT_PROJECT_ID
     if not await runtime.project_exists(project_id):
         raise ApiProblem(404, "project_not_found", f"project {project_id!r} does not exist")
@@ -136,11 +156,13 @@ def _create_op(project_id: str, workflow_id: str, body: InvokeRequest) -> Create
     response_model=InvokeResponse,
     status_code=201,
     summary="Start an execution of a workflow",
+    responses={200: {"model": InvokeResponse, "description": "Idempotency key already used"}},
 )
 async def invoke(
     workflow_id: str, body: InvokeRequest, runtime: Runtime, project_id: Project
 ) -> Response:
     """Start an execution. With an ``idempotency_key`` already used, returns that execution (200)."""
+    check_invoke(runtime.settings.limits, body)  # limits: 413 over POLOS_MAX_PAYLOAD_BYTES
     result = await runtime.batcher.submit(_create_op(project_id, workflow_id, body))
     if result == NO_WORKFLOW:
         raise ApiProblem(
@@ -167,10 +189,10 @@ async def list_executions(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     created_after: Annotated[
-        int | None, Query(ge=0, description="Created at or after (epoch ms).")
+        int | None, Query(ge=0, le=MAX_DB_INT, description="Created at or after (epoch ms).")
     ] = None,
     created_before: Annotated[
-        int | None, Query(ge=0, description="Created before (epoch ms).")
+        int | None, Query(ge=0, le=MAX_DB_INT, description="Created before (epoch ms).")
     ] = None,
     q: Annotated[
         str | None, Query(max_length=200, description="An execution id or the start of one.")
@@ -259,7 +281,8 @@ async def wait_executions(body: WaitRequest, runtime: Runtime, project_id: Proje
             # Only executions still running can resolve a future now: the finished ones'
             # futures were registered before the read and will never be resolved.
             await runtime.waiters.wait(pending, body.timeout)
-            found = await runtime.store.get_executions(project_id, ids)
+            # retention: one pruned meanwhile keeps the (finished) state read above
+            found = {**found, **await runtime.store.get_executions(project_id, ids)}
     finally:
         runtime.waiters.unregister(ids, futures)
     return model_response(ExecutionList(items=[found[i] for i in body.ids]))
@@ -273,6 +296,7 @@ async def wait_executions(body: WaitRequest, runtime: Runtime, project_id: Proje
 )
 async def invoke_batch(body: BatchInvokeRequest, runtime: Runtime, project_id: Project) -> Response:
     """Start up to 1,000 executions in one request; they are created in one transaction."""
+    check_batch_invoke(runtime.settings.limits, body)  # limits
     registered = {w.id for w in await runtime.store.list_workflows(project_id)}
     unknown = sorted({i.workflow_id for i in body.items} - registered)
     if unknown:
@@ -386,8 +410,26 @@ async def list_workers(runtime: Runtime, project_id: Project) -> WorkerList:
 async def worker_channel(websocket: WebSocket) -> None:
     """The worker channel (see :mod:`polos.protocol._channel`)."""
     runtime: OrchestratorRuntime = websocket.app.state.runtime
-    project_id = websocket.headers.get(PROJECT_HEADER) or DEFAULT_PROJECT_ID
     await websocket.accept()
+    caller, refusal = await _worker_caller(websocket, runtime)
+    named = websocket.headers.get(PROJECT_HEADER)
+    if (
+        caller is not None
+        and caller.project_id is not None
+        and named not in (None, caller.project_id)
+    ):
+        refusal = f"project {named!r} does not exist"
+    if caller is None or refusal is not None:
+        # Read the worker's hello first: a close that races its send would reach the worker
+        # as "connection lost" (and it would retry forever) instead of this fatal answer.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(websocket.receive_text(), 5.0)
+        await websocket.send_text(
+            '{"type":"goodbye","fatal":true,"reason":' + dumps(refusal or "unauthorized") + "}"
+        )
+        await websocket.close(1008)
+        return
+    project_id = caller.project_id or named or DEFAULT_PROJECT_ID
     if not await runtime.project_exists(project_id):
         await websocket.send_text(
             '{"type":"goodbye","fatal":true,"reason":'
@@ -403,4 +445,17 @@ async def worker_channel(websocket: WebSocket) -> None:
         except (WebSocketDisconnect, RuntimeError) as exc:
             raise ConnectionClosed() from exc
 
-    await runtime.gateway.serve(websocket, receive, project_id)
+    await runtime.gateway.serve(websocket, receive, project_id, key_id=caller.key_id)
+
+
+async def _worker_caller(
+    websocket: WebSocket, runtime: OrchestratorRuntime
+) -> tuple[Caller | None, str | None]:
+    """The worker's caller from its ``Authorization`` header, or why it is refused."""
+    if runtime.auth.local:
+        return LOCAL_CALLER, None
+    scheme, _, token = (websocket.headers.get("authorization") or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None, NO_CREDENTIALS
+    caller = await runtime.auth.from_token(token.strip())
+    return (caller, None) if caller is not None else (None, BAD_CREDENTIALS)

@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from typing import Any
 
-from polos.protocol import DEFAULT_PROJECT_ID
+from polos.protocol import DEFAULT_PROJECT_ID, Goodbye
 from polos.storage import (
     CANCEL_CHANNEL,
     DONE_CHANNEL,
     EVENT_CHANNEL,
+    KEYS_CHANNEL,
     WORK_CHANNEL,
     Store,
     Transition,
@@ -20,11 +22,14 @@ from polos.storage import (
     open_store,
 )
 
+from ._auth import Authenticator
 from ._events import EventHub, Timers
 from ._gateway import Gateway
 from ._metrics import OrchestratorMetrics  # metrics
+from ._retention import RetentionLoop  # retention
 from ._schedules import ScheduleLoop
 from ._settings import OrchestratorSettings
+from ._signing import Signer, load_signing_key  # approval links
 from ._trace_export import TraceExporter  # tracing
 from ._waiters import Waiters
 
@@ -33,6 +38,8 @@ log = logging.getLogger("polos.orchestrator")
 
 class OrchestratorRuntime:
     """The live state of an orchestrator, built by :meth:`start` and torn down by :meth:`stop`."""
+
+    signer: Signer  # approval links: signs links and sessions; set by open() (server secret)
 
     def __init__(self, settings: OrchestratorSettings, store: Store) -> None:
         self.settings = settings
@@ -54,11 +61,14 @@ class OrchestratorRuntime:
             on_transitions=self._on_transitions,
         )
         self.schedule_loop = ScheduleLoop(store.schedules, self.gateway.wake)
+        # retention: prunes old finished work (None unless POLOS_RETENTION_* asks for it)
+        self.retention = RetentionLoop(store, settings.retention) if settings.retention else None
         # tracing: OTLP export of finished executions (None unless OTEL_* asks for it)
         self.tracing = TraceExporter.from_env(store, settings.orchestrator_id)
+        self.auth = Authenticator(store, local=settings.local)
         self._projects: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
-        self._notified: set[asyncio.Future[bool]] = set()
+        self._notified: set[asyncio.Future[Any]] = set()
 
     @classmethod
     async def open(cls, settings: OrchestratorSettings) -> OrchestratorRuntime:
@@ -66,10 +76,13 @@ class OrchestratorRuntime:
         store = await open_store(settings.database_url)
         runtime = cls(settings, store)
         await store.ensure_project(DEFAULT_PROJECT_ID, "Default project")
+        runtime.signer = Signer(await load_signing_key(store))  # approval links
         runtime.batcher.start()
         await runtime.gateway.start()
         runtime.timers.start()
         runtime.schedule_loop.start()
+        if runtime.retention is not None:  # retention: prune old finished work
+            runtime.retention.start()
         if runtime.tracing is not None:  # tracing
             runtime.tracing.start()
         if store.dialect.notifies:
@@ -79,6 +92,10 @@ class OrchestratorRuntime:
                 asyncio.create_task(runtime._listen(), name="polos-listen"),
                 asyncio.create_task(runtime._sweep_waiters(), name="polos-waiter-sweep"),
             ]
+        if not settings.local:
+            runtime._tasks.append(
+                asyncio.create_task(runtime._recheck_worker_keys(), name="polos-key-recheck")
+            )
         return runtime
 
     async def close(self) -> None:
@@ -88,6 +105,8 @@ class OrchestratorRuntime:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.retention is not None:  # retention
+            await self.retention.stop()
         await self.schedule_loop.stop()
         await self.timers.stop()
         await self.gateway.stop()
@@ -115,6 +134,11 @@ class OrchestratorRuntime:
                 if topic:
                     self.hub.notify(project_id, topic)
 
+        def on_keys(payload: str) -> None:
+            task = asyncio.ensure_future(self.keys_revoked([k for k in payload.split(",") if k]))
+            self._notified.add(task)
+            task.add_done_callback(self._notified.discard)
+
         def on_connect() -> None:
             self.gateway.wake()
             self.timers.wake()
@@ -126,9 +150,35 @@ class OrchestratorRuntime:
                 DONE_CHANNEL: on_done,
                 CANCEL_CHANNEL: on_cancel,
                 EVENT_CHANNEL: on_event,
+                KEYS_CHANNEL: on_keys,
             },
             on_connect=on_connect,
         )
+
+    async def keys_revoked(self, key_ids: Sequence[str]) -> None:
+        """Forget revoked keys and disconnect the workers that used them."""
+        revoked = set(key_ids)
+        self.auth.forget(revoked)
+        for session in list(self.gateway.sessions.values()):
+            if session.key_id in revoked and not session.closed:
+                log.info("worker %s: its API key was revoked; disconnecting", session.worker_id)
+                await session.send(Goodbye(reason="the worker's API key was revoked", fatal=True))
+                session.closed = True
+                with contextlib.suppress(Exception):
+                    await session.connection.close(1008, "API key revoked")
+
+    async def _recheck_worker_keys(self) -> None:
+        # A key revoked straight in the database (polos-server keys revoke; SQLite has no
+        # NOTIFY) still reaches the workers using it within a couple of seconds.
+        while True:
+            await asyncio.sleep(2.0)
+            key_ids = {s.key_id for s in self.gateway.sessions.values() if s.key_id}
+            try:
+                gone = [k for k in key_ids if not await self.auth.still_valid(k)]
+                if gone:
+                    await self.keys_revoked(gone)
+            except Exception as exc:
+                log.warning("could not re-check worker keys: %s", exc)
 
     async def _sweep_waiters(self) -> None:
         while True:

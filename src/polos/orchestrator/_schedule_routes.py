@@ -18,6 +18,7 @@ from polos.protocol import (
 )
 from polos.storage import ScheduleRefused, decode_schedule_cursor, encode_schedule_cursor
 
+from ._limits import check_payload  # limits
 from ._routes import _ERRORS, ApiProblem, Project, Runtime, model_response
 
 router = APIRouter(prefix=f"{API_PREFIX}/schedules", responses=_ERRORS, tags=["schedules"])
@@ -47,13 +48,14 @@ def _answer(result: T | ScheduleRefused) -> T:
     response_model=Schedule,
     status_code=201,
     summary="Create (or replace) the schedule of a workflow and key",
-    responses=_CONFLICT,
+    responses={**_CONFLICT, 200: {"model": Schedule, "description": "Replaced"}},  # limits
 )
 async def create_schedule(
     body: CreateScheduleRequest, runtime: Runtime, project_id: Project
 ) -> Response:
     """One schedule per ``(workflow_id, key)``: a second create with the same pair replaces
     its cron, timezone, payload and policies (200) instead of adding one (201)."""
+    check_payload(runtime.settings.limits, "schedule payload", body.payload)  # limits
     schedule, created = _answer(await runtime.store.schedules.create(project_id, body))
     runtime.schedule_loop.wake()
     return model_response(schedule, 201 if created else 200)
@@ -98,6 +100,7 @@ async def update_schedule(
 ) -> Response:
     """Change its cron, timezone, payload, catch-up or overlap policy; a new cron or
     timezone moves the next run to the new expression's next slot."""
+    check_payload(runtime.settings.limits, "schedule payload", body.payload)  # limits
     schedule = _answer(await runtime.store.schedules.update(project_id, schedule_id, body))
     runtime.schedule_loop.wake()
     return model_response(schedule)
@@ -136,6 +139,7 @@ async def delete_schedule(
     response_model=TriggerScheduleResponse,
     status_code=201,
     summary="Start one run now",
+    responses={200: {"model": TriggerScheduleResponse, "description": "Key already used"}},
 )
 async def trigger_schedule(
     schedule_id: ScheduleId,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 
+from polos._redact import redact, redact_text
 from polos.protocol import (
     ErrorInfo,
     Execution,
@@ -134,8 +135,8 @@ def execution_span(execution: Execution) -> TraceSpan:
         start_ms=execution.started_at or execution.created_at,
         end_ms=end,
         status=status,
-        status_message=message,
-        attributes=attrs,
+        status_message=redact_text(message) if message else None,
+        attributes=redact(attrs),  # secrets never leave in a span
     )
 
 
@@ -171,8 +172,8 @@ def step_span(
         start_ms=start,
         end_ms=step.completed_at if step.completed_at is not None else start,
         status="error" if step.error is not None else "ok",
-        status_message=message,
-        attributes=attrs,
+        status_message=redact_text(message) if message else None,
+        attributes=redact(attrs),  # secrets never leave in a span
     )
 
 
@@ -200,7 +201,7 @@ def wait_span(execution: Execution, wait: WaitInfo) -> TraceSpan:
         execution_id=execution.id,
         step_key=wait.step_key,
         start_ms=wait.created_at,
-        attributes=attrs,
+        attributes=redact(attrs),  # secrets never leave in a span
     )
 
 

@@ -23,6 +23,23 @@ from ._api import (
     WorkflowList,
     run_timeout_ms,
 )
+from ._approvals import (  # approval links
+    APPROVAL_LINK_DEFAULT_SECONDS,
+    APPROVAL_LINK_MAX_SECONDS,
+    ApprovalLink,
+    ApprovalLinkRequest,
+)
+from ._auth import (
+    ApiKeyCreated,
+    ApiKeyInfo,
+    ApiKeyList,
+    CreateApiKeyRequest,
+    CreateProjectRequest,
+    ProjectInfo,
+    ProjectList,
+    SessionInfo,
+    SessionRequest,
+)
 from ._channel import (
     CHANNEL_VERSION,
     EMIT_MAX_ITEMS,
@@ -128,6 +145,8 @@ from ._traces import SpanKindName, SpanStatus, TraceSpan, TraceView  # tracing
 
 __all__ = [
     "API_PREFIX",
+    "APPROVAL_LINK_DEFAULT_SECONDS",
+    "APPROVAL_LINK_MAX_SECONDS",
     "CHANNEL_VERSION",
     "DEFAULT_PROJECT_ID",
     "EMIT_MAX_ITEMS",
@@ -146,6 +165,11 @@ __all__ = [
     "Ack",
     "AcquireSpec",
     "ActiveLease",
+    "ApiKeyCreated",
+    "ApiKeyInfo",
+    "ApiKeyList",
+    "ApprovalLink",
+    "ApprovalLinkRequest",
     "AttemptInfo",
     "BatchInvokeItem",
     "BatchInvokeRequest",
@@ -157,6 +181,8 @@ __all__ = [
     "CatchupPolicy",
     "ChildSpec",
     "Complete",
+    "CreateApiKeyRequest",
+    "CreateProjectRequest",
     "CreateScheduleRequest",
     "Drain",
     "Emit",
@@ -177,6 +203,8 @@ __all__ = [
     "InvokeResponse",
     "OrchestratorMessage",
     "OverlapPolicy",
+    "ProjectInfo",
+    "ProjectList",
     "PublishRequest",
     "PublishResponse",
     "PublishSpec",
@@ -198,8 +226,10 @@ __all__ = [
     "ScheduleSource",
     "ScheduleSpec",
     "ScheduleStatus",
+    "SessionInfo",
     "SessionList",
     "SessionMemory",
+    "SessionRequest",
     "SessionSave",
     "SessionSummaryInfo",
     "SlotPlan",

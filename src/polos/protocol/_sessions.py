@@ -89,6 +89,7 @@ class SessionSave(BaseModel):
     expected_version: int | None = Field(
         default=None,
         ge=0,
+        le=2**63 - 1,  # limits: a 64-bit integer, as the databases store it
         description="Save only if the stored version is this (0: not saved yet); "
         "null: overwrite unconditionally.",
     )

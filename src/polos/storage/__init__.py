@@ -10,10 +10,12 @@ from pathlib import Path
 
 from polos.errors import ConfigurationError
 
+from ._approvals import SuspendLookup, find_suspend  # approval links
 from ._batcher import WriteBatcher
 from ._codec import dumps, loads, new_id
 from ._creates import NO_WORKFLOW
 from ._errors import _safe_url
+from ._keys import ADMIN, PROJECT, KeyRow, parse_token, secret_matches
 from ._listen import cancel_targets
 from ._metric_reads import MetricCounts
 from ._migrate import Migration, migrate, migrations
@@ -43,6 +45,12 @@ from ._ops import (
     WriteOp,
     WriteResult,
 )
+from ._retention import EventsPruned as EventsPruned  # retention
+from ._retention import ExecutionsPruned as ExecutionsPruned  # retention
+from ._retention import Prunable as Prunable  # retention
+from ._retention import count_prunable as count_prunable  # retention
+from ._retention import prune_events as prune_events  # retention
+from ._retention import prune_executions as prune_executions  # retention
 from ._retries import Retried
 from ._schedules import (
     FiredSlots,
@@ -59,11 +67,13 @@ from ._schedules import (
 from ._schedules import (
     queue_name as schedule_queue,
 )
+from ._secrets import get_or_create_secret  # approval links
 from ._sessions import SessionStore, SessionVersionConflict
 from ._store import Store, unit_random
 from ._tables import metadata
 from ._trace_reads import TraceRows, executions_with_steps, trace_of  # tracing
-from ._writes import CANCEL_CHANNEL, DONE_CHANNEL, EVENT_CHANNEL, WORK_CHANNEL
+from ._workers import WorkerIdInUse
+from ._writes import CANCEL_CHANNEL, DONE_CHANNEL, EVENT_CHANNEL, KEYS_CHANNEL, WORK_CHANNEL
 
 DEFAULT_SQLITE_PATH = Path.home() / ".polos" / "polos.db"
 """Where the embedded database lives unless told otherwise."""
@@ -133,12 +143,15 @@ async def _migrated(store: Store, run_migrations: bool) -> Store:
 
 
 __all__ = [
+    "ADMIN",
     "CANCEL_CHANNEL",
     "DEFAULT_SQLITE_PATH",
     "DONE_CHANNEL",
     "EVENT_CHANNEL",
+    "KEYS_CHANNEL",
     "NO_WORKFLOW",
     "OK",
+    "PROJECT",
     "STALE",
     "WORK_CHANNEL",
     "BatchOutcome",
@@ -153,6 +166,7 @@ __all__ = [
     "Fired",
     "FiredSlots",
     "Granted",
+    "KeyRow",
     "MetricCounts",
     "Migration",
     "PublishOp",
@@ -168,9 +182,11 @@ __all__ = [
     "SessionStore",
     "SessionVersionConflict",
     "Store",
+    "SuspendLookup",  # approval links
     "TraceRows",
     "Transition",
     "WaitOp",
+    "WorkerIdInUse",
     "WriteBatcher",
     "WriteOp",
     "WriteResult",
@@ -180,6 +196,8 @@ __all__ = [
     "dumps",
     "encode_schedule_cursor",
     "executions_with_steps",
+    "find_suspend",  # approval links
+    "get_or_create_secret",  # approval links
     "loads",
     "metadata",
     "migrate",
@@ -187,8 +205,10 @@ __all__ = [
     "new_id",
     "normalize_url",
     "open_store",
+    "parse_token",
     "schedule_id",
     "schedule_queue",
+    "secret_matches",
     "trace_of",
     "unit_random",
 ]

@@ -59,6 +59,7 @@ async def listen_forever(
     connection was down are lost, so callers should re-check their state then.
     """
     import psycopg
+    from psycopg import sql
 
     delay = 0.5
     while True:
@@ -66,7 +67,8 @@ async def listen_forever(
             conn = await psycopg.AsyncConnection.connect(libpq_url(url), autocommit=True)
             async with conn:
                 for channel in handlers:
-                    await conn.execute(f"LISTEN {channel}")
+                    # limits: an identifier cannot be a bound parameter: quote it as one.
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
                 delay = 0.5
                 on_connect()
                 async for notification in conn.notifies():

@@ -134,6 +134,7 @@ class ResumeOp:
     data_json: str
     resumed_by: str | None = None
     comment: str | None = None
+    exact: bool = False  # approval links: match step_key with its occurrence suffix only
 
 
 @dataclass(frozen=True, slots=True)

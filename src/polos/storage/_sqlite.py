@@ -14,7 +14,14 @@ from ._writes import Dialect
 DIALECT = Dialect(name="sqlite", lock_rows="", skip_locked="")
 
 
+_SYNCHRONOUS = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
+
+
 def _configure(engine: Engine, *, immediate: bool, synchronous: str) -> None:
+    # limits: PRAGMA takes no bound parameter, so the value is one of SQLite's keywords.
+    if synchronous not in _SYNCHRONOUS:
+        raise ValueError(f"PRAGMA synchronous must be one of {sorted(_SYNCHRONOUS)}")
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Let the "begin" event below decide how transactions start.

@@ -18,8 +18,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from polos.protocol import (
+    ApiKeyInfo,
     Event,
     Execution,
+    ProjectInfo,
     QueueList,
     RateLimitSpec,
     StepRecord,
@@ -30,7 +32,7 @@ from polos.protocol import (
     now_ms,
 )
 
-from . import _event_reads
+from . import _event_reads, _keys
 from . import _tables as t
 from ._codec import execution_from_row, step_from_row
 from ._errors import translate_errors
@@ -50,7 +52,7 @@ from ._retries import Retried, retry
 from ._schedules import ScheduleStore
 from ._sessions import SessionStore
 from ._workers import Registration, register, workers_of, workflows_of
-from ._writes import CANCEL_CHANNEL, WORK_CHANNEL, Dialect, Writes, notify
+from ._writes import CANCEL_CHANNEL, KEYS_CHANNEL, WORK_CHANNEL, Dialect, Writes, notify
 
 if TYPE_CHECKING:  # the asyncio engine is only used (and greenlet only needed) for PostgreSQL
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -493,6 +495,55 @@ class Store:
         return await self.read(lambda conn: metric_counts(conn, now))
 
     # --- end metrics
+
+    # ------------------------------------------------------------------ projects and API keys
+
+    async def create_api_key(
+        self, project_id: str | None, name: str, role: str = _keys.PROJECT
+    ) -> tuple[ApiKeyInfo, str]:
+        """A new key and its token (the only time the token exists; only its hash is kept)."""
+        now = now_ms()
+        return await self.write(lambda conn: _keys.create_key(conn, project_id, name, role, now))
+
+    async def find_api_key(self, key_id: str) -> _keys.KeyRow | None:
+        """A key by id, with its hash (for authentication), revoked or not."""
+        return await self.read(lambda conn: _keys.find_key(conn, key_id))
+
+    async def list_api_keys(self, project_id: str | None = None) -> list[ApiKeyInfo]:
+        """Keys of a project (``None``: all), newest first."""
+        return await self.read(lambda conn: _keys.list_keys(conn, project_id))
+
+    async def revoke_api_key(self, key_id: str) -> ApiKeyInfo | None:
+        """Revoke a key; tells other orchestrators at once (PostgreSQL NOTIFY)."""
+        now = now_ms()
+
+        def go(conn: Connection) -> ApiKeyInfo | None:
+            info = _keys.revoke_key(conn, key_id, now)
+            if info is not None:
+                notify(conn, self._writes.dialect, KEYS_CHANNEL, [key_id])
+            return info
+
+        return await self.write(go)
+
+    async def touch_api_key(self, key_id: str) -> None:
+        """Record that a key was used now."""
+        now = now_ms()
+        await self.write(lambda conn: _keys.touch_key(conn, key_id, now))
+
+    async def count_admin_keys(self) -> int:
+        """Admin keys that are not revoked."""
+        return await self.read(_keys.count_admin_keys)
+
+    async def create_project(self, project_id: str, name: str) -> ProjectInfo | None:
+        """A new project (``None``: the id is taken)."""
+        now = now_ms()
+        return await self.write(
+            lambda conn: _keys.create_project(conn, project_id, name or project_id, now)
+        )
+
+    async def list_projects(self) -> list[ProjectInfo]:
+        """Every project."""
+        return await self.read(_keys.list_projects)
 
     async def retry_execution(self, project_id: str, execution_id: str, by: str) -> Retried:
         """Queue a failed or cancelled top-level execution again (see ``_retries.retry``)."""

@@ -269,17 +269,19 @@ class WaitWrites:
         *,
         by: str | None = None,
         comment: str | None = None,
+        exact: bool = False,
     ) -> tuple[bool, str, Transition | None]:
         """Resume ``execution`` at its suspend step ``step_key`` (exact, or without suffix).
 
         The step's output records the decision: the data, when, and who said what
-        (``resumed_by``, ``comment``): the audit trail of an approval.
+        (``resumed_by``, ``comment``): the audit trail of an approval. ``exact``: the
+        key must match with its occurrence suffix (an approval link is for one occurrence).
         """
         rows = conn.execute(self._of_execution, {"eid": execution["id"]}).mappings().all()
         for row in rows:
-            if row["kind"] == WaitKind.SUSPEND.value and step_key in (
-                row["step_key"],
-                base_key(row["step_key"]),
+            if row["kind"] == WaitKind.SUSPEND.value and (
+                step_key == row["step_key"]
+                or (not exact and step_key == base_key(row["step_key"]))  # approval links
             ):
                 output = f'{{"data":{data_json},"resumed_at":{now}'
                 if by is not None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from polos.errors import PolosError
 from polos.protocol import RateLimitSpec, WorkerInfo, WorkflowInfo, WorkflowSpec
 
 from . import _tables as t
@@ -19,6 +20,10 @@ from ._schedule_sync import sync_schedules
 
 if TYPE_CHECKING:
     from ._writes import Writes
+
+
+class WorkerIdInUse(PolosError):
+    """A connecting worker named an id that a worker of another project holds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +53,16 @@ def register(
 
     Returns the executions of ``active`` it no longer owns; requeues (as crashed) those
     the database assigns to it that it did not list.
+
+    Raises:
+        WorkerIdInUse: a worker of another project has this id (taking it over would
+            requeue that project's executions).
     """
+    owner = conn.execute(
+        sa.select(t.workers.c.project_id).where(t.workers.c.id == worker.worker_id)
+    ).scalar()
+    if owner is not None and owner != worker.project_id:
+        raise WorkerIdInUse(f"worker id {worker.worker_id!r} is in use; pick another")
     for spec in workflows:
         values = {
             "kind": spec.kind,

@@ -105,6 +105,9 @@ CANCEL_CHANNEL = "polos_cancel_v1"
 """NOTIFY channel: stop running executions. Payload: ``["worker", "execution", "reason"]``
 items, comma-separated (``_listen.cancel_targets``; the first form was ``worker execution``)."""
 
+KEYS_CHANNEL = "polos_keys_v1"
+"""NOTIFY channel: API keys were revoked. Payload: comma-separated key ids."""
+
 _NOTIFY = sa.text("SELECT pg_notify(:channel, :payload)")
 _MAX_PAYLOAD = 7000  # PostgreSQL refuses NOTIFY payloads of 8000 bytes or more
 
@@ -493,7 +496,14 @@ class Writes:
         if row is None:
             return Resumed(execution=None, resumed=False, message="not found")
         resumed, message, woken = self.waits.resume(
-            conn, row, op.step_key, op.data_json, now, by=op.resumed_by, comment=op.comment
+            conn,
+            row,
+            op.step_key,
+            op.data_json,
+            now,
+            by=op.resumed_by,
+            comment=op.comment,
+            exact=op.exact,  # approval links
         )
         values = dict(row)
         if woken is not None:

@@ -115,6 +115,9 @@ class ServerProcess(_Process):
         lease_ms: worker lease; ``heartbeat_ms``: heartbeat interval.
         env: extra environment variables.
         log_path: file receiving the server's output.
+        local: start in local mode (``--local``: loopback only, no API keys); ``False``
+            requires API keys (create them with ``Store.create_api_key`` or
+            ``polos-server keys create``).
     """
 
     def __init__(
@@ -126,8 +129,10 @@ class ServerProcess(_Process):
         heartbeat_ms: int | None = None,
         env: Mapping[str, str] | None = None,
         log_path: Path | None = None,
+        local: bool = True,
     ) -> None:
         super().__init__(log_path)
+        self.local = local
         self.database_url = database_url
         self.port = port or free_port()
         self.lease_ms = lease_ms
@@ -157,6 +162,8 @@ class ServerProcess(_Process):
             argv += ["--lease-ms", str(self.lease_ms)]
         if self.heartbeat_ms is not None:
             argv += ["--heartbeat-ms", str(self.heartbeat_ms)]
+        if self.local:
+            argv.append("--local")
         self._spawn(argv, self.env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -12,12 +12,12 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from polos import _logs  # logs: ids of the running execution on every record
 from polos.agents import Agent
 from polos.client import PolosClient
-from polos.errors import ConfigurationError, WorkflowNotFoundError
+from polos.errors import ConfigurationError, PayloadTooLargeError, WorkflowNotFoundError
 from polos.protocol import (
     Ack,
     ActiveLease,
@@ -36,8 +36,15 @@ from polos.protocol import (
     Wait,
     Welcome,
 )
+from polos.protocol._limits import (  # limits
+    PAYLOAD_TOO_LARGE,
+    PAYLOAD_TOO_LARGE_TYPE,
+    SizeLimits,
+    oversized_write,
+)
 from polos.sdk import (
     AttemptInput,
+    AttemptOutcome,
     CancelSignal,
     LeaseLost,
     ParkRequest,
@@ -49,6 +56,8 @@ from polos.sdk import (
 from ._channel import Channel
 
 log = logging.getLogger("polos.worker")
+
+W = TypeVar("W", RecordStep, Wait)  # limits: a write checked for size before it is sent
 
 
 EMIT_LINGER_S = 0.02
@@ -165,15 +174,32 @@ class _ChannelRecorder:
     """Makes step records durable through the channel, fenced by the attempt's epoch."""
 
     def _builder(self, record: StepRecord) -> Callable[[int], RecordStep]:
-        return lambda req: RecordStep(
-            req=req, execution_id=self._execution_id, epoch=self._epoch, step=record
-        )
+        def build(req: int) -> RecordStep:
+            return RecordStep(
+                req=req, execution_id=self._execution_id, epoch=self._epoch, step=record
+            )
 
-    def __init__(self, channel: Channel, execution_id: str, epoch: int) -> None:
+        return self._checked(build)
+
+    def __init__(
+        self, channel: Channel, execution_id: str, epoch: int, limits: SizeLimits | None = None
+    ) -> None:
         self._channel = channel
         self._execution_id = execution_id
         self._epoch = epoch
+        self._limits = limits or SizeLimits()  # limits: the orchestrator's, read from env
         self.emitter = _Emitter(channel, execution_id, epoch)
+
+    def _checked(self, build: Callable[[int], W]) -> Callable[[int], W]:
+        """``build``, after refusing a write over a size limit before it is sent (limits).
+
+        The orchestrator refuses it anyway; checking here gives the same error without
+        sending megabytes over the channel first.
+        """
+        refusal = oversized_write(self._limits, build(0))
+        if refusal is not None:
+            raise PayloadTooLargeError(413, PAYLOAD_TOO_LARGE, refusal)
+        return build
 
     async def emit(self, topic: str, data: list[Any]) -> None:
         self.emitter.add(topic, data)
@@ -192,6 +218,8 @@ class _ChannelRecorder:
         if ack.code == "rejected":
             if ack.value == "workflow_not_found":
                 raise WorkflowNotFoundError(404, "workflow_not_found", ack.message)
+            if ack.value == PAYLOAD_TOO_LARGE:  # limits: the step fails, the workflow sees it
+                raise PayloadTooLargeError(413, PAYLOAD_TOO_LARGE, ack.message)
             raise ConfigurationError(ack.message)
 
     async def record_effect(
@@ -204,13 +232,15 @@ class _ChannelRecorder:
         if publish is not None:  # live events emitted before it come first on the topic
             await self.emitter.drain()
         ack = await self._channel.request(
-            lambda req: RecordStep(
-                req=req,
-                execution_id=self._execution_id,
-                epoch=self._epoch,
-                step=record,
-                publish=publish,
-                children=list(children),
+            self._checked(  # limits
+                lambda req: RecordStep(
+                    req=req,
+                    execution_id=self._execution_id,
+                    epoch=self._epoch,
+                    step=record,
+                    publish=publish,
+                    children=list(children),
+                )
             )
         )
         self._check(ack)
@@ -219,18 +249,20 @@ class _ChannelRecorder:
     async def park(self, request: ParkRequest) -> Any:
         await self.emitter.drain()  # the attempt may end here: its live events first
         ack = await self._channel.request(
-            lambda req: Wait(
-                req=req,
-                execution_id=self._execution_id,
-                epoch=self._epoch,
-                key=request.key,
-                seq=request.seq,
-                kind=request.kind,
-                started_at=request.started_at,
-                wait=request.spec,
-                children=list(request.children),
-                has_state=request.has_state,
-                state=request.state,
+            self._checked(  # limits
+                lambda req: Wait(
+                    req=req,
+                    execution_id=self._execution_id,
+                    epoch=self._epoch,
+                    key=request.key,
+                    seq=request.seq,
+                    kind=request.kind,
+                    started_at=request.started_at,
+                    wait=request.spec,
+                    children=list(request.children),
+                    has_state=request.has_state,
+                    state=request.state,
+                )
             )
         )
         self._check(ack)
@@ -286,6 +318,10 @@ class Worker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.shutdown_grace = shutdown_grace
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:  # limits: the same POLOS_MAX_*_BYTES as the orchestrator's, checked before sending
+            self.limits = SizeLimits.from_env()
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
         self._running: dict[str, _Running] = {}
         self._background: set[asyncio.Future[None]] = set()
         self._draining = False
@@ -465,7 +501,7 @@ class Worker:
                     )
                 )
                 return
-            recorder = _ChannelRecorder(channel, task.execution_id, task.epoch)
+            recorder = _ChannelRecorder(channel, task.execution_id, task.epoch, self.limits)
             emitter = recorder.emitter
             outcome = await run_attempt(
                 workflow,
@@ -490,16 +526,25 @@ class Worker:
                 self.parked += 1  # the orchestrator holds the wait; this worker is done
                 return
             if outcome.completed:
-                ack = await channel.request(
-                    lambda req: Complete(
-                        req=req,
-                        execution_id=task.execution_id,
-                        epoch=task.epoch,
-                        result=outcome.result,
-                        has_state=outcome.has_state,
-                        state=outcome.state,
-                    )
+                complete = Complete(
+                    req=0,
+                    execution_id=task.execution_id,
+                    epoch=task.epoch,
+                    result=outcome.result,
+                    has_state=outcome.has_state,
+                    state=outcome.state,
                 )
+                refusal = oversized_write(self.limits, complete)  # limits: fail it, early
+                if refusal is not None:
+                    outcome = AttemptOutcome(
+                        completed=False,
+                        error=ErrorInfo(type=PAYLOAD_TOO_LARGE_TYPE, message=refusal),
+                        retryable=False,  # a new attempt would replay to the same result
+                    )
+            if outcome.completed:
+                ack = await channel.request(lambda req: complete.model_copy(update={"req": req}))
+                if ack.code == "rejected":  # limits: the orchestrator failed the execution
+                    log.warning("execution %s failed: %s", task.execution_id, ack.message)
                 self.completed += 1
             else:
                 assert outcome.error is not None

@@ -27,10 +27,48 @@ export function setUser(value) {
   else localStorage.removeItem(USER_KEY);
 }
 
-export function headers(extra) {
+// The session: the orchestrator keeps it in an HttpOnly cookie; the page keeps only the
+// CSRF token that state-changing requests must carry (in memory, fetched at start).
+let csrfToken = null;
+let onUnauthorized = null;
+
+/** Who is signed in (GET /ui/session); null when a sign-in is needed. */
+export async function loadSession() {
+  const response = await fetch("/ui/session", { headers: { Accept: "application/json" } });
+  if (response.status === 401) return null;
+  const info = await response.json();
+  csrfToken = info.csrf_token || null;
+  return info;
+}
+
+/** Sign in with an API key: the orchestrator sets the session cookie. */
+export async function signIn(apiKey) {
+  const response = await fetch("/ui/session", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: "application/json" },
+    body: JSON.stringify({ api_key: apiKey }),
+  });
+  const data = await response.json().catch(() => null);
+  if (!response.ok) throw new ApiError(response.status, (data && data.code) || "http_error", (data && data.message) || "sign-in failed");
+  csrfToken = data.csrf_token || null;
+  return data;
+}
+
+export async function signOut() {
+  csrfToken = null;
+  await fetch("/ui/session", { method: "DELETE", headers: { "X-CSRF-Token": "" } });
+}
+
+/** Called when the API answers 401 (the shell shows the sign-in form). */
+export function whenUnauthorized(fn) {
+  onUnauthorized = fn;
+}
+
+export function headers(extra, method = "GET") {
   const out = { Accept: "application/json", ...(extra || {}) };
   const p = project();
   if (p) out["X-Polos-Project"] = p;
+  if (csrfToken && method !== "GET" && method !== "HEAD") out["X-CSRF-Token"] = csrfToken;
   return out;
 }
 
@@ -56,7 +94,7 @@ export function query(params) {
 
 /** Call the API; resolves to the parsed JSON body, rejects with ApiError (its message is the API's). */
 export async function api(path, { method = "GET", body, params, signal } = {}) {
-  const init = { method, headers: headers(), signal };
+  const init = { method, headers: headers(undefined, method), signal };
   if (body !== undefined) {
     init.body = JSON.stringify(body);
     init.headers["Content-Type"] = "application/json";
@@ -77,6 +115,7 @@ export async function api(path, { method = "GET", body, params, signal } = {}) {
       data = null;
     }
   }
+  if (response.status === 401 && onUnauthorized) onUnauthorized((data && data.message) || "sign in");
   if (!response.ok) {
     const message = (data && data.message) || `${response.status} ${response.statusText}`;
     throw new ApiError(response.status, (data && data.code) || "http_error", message);

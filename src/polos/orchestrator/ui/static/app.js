@@ -1,6 +1,6 @@
 // The shell: navigation, project and user pickers, hash routing.
 
-import { api, every, project, setProject, setUser, user } from "./api.js";
+import { api, every, loadSession, project, setProject, setUser, showError, signIn, signOut, user, whenUnauthorized } from "./api.js";
 import { fill, h } from "./dom.js";
 import { currentRoute } from "./route.js";
 import * as approvals from "./approvals.js";
@@ -76,6 +76,7 @@ function shell() {
       h("label", { class: "side-field" }, h("span", null, "Project"), projectInput),
       h("label", { class: "side-field" }, h("span", null, "You"), userInput),
       h("a", { href: "/docs", class: "side-link", target: "_blank", rel: "noopener" }, "API reference ↗"),
+      h("a", { href: "#", class: "side-link", id: "sign-out", onclick: (ev) => { ev.preventDefault(); document.dispatchEvent(new Event("polos:sign-out")); } }, "Sign out"),
     ),
   );
   main = h("main", { id: "main" });
@@ -126,9 +127,73 @@ function route() {
   cleanup = found.page.mount(main, { params, query }) || null;
 }
 
-shell();
-window.addEventListener("hashchange", () => route());
-route();
-refreshApprovalsCount();
-every(5000, refreshApprovalsCount);
-document.addEventListener("polos:approvals-changed", refreshApprovalsCount);
+// Signing in: the orchestrator asks for an API key unless it runs in local mode. The key
+// goes to POST /ui/session once; the session then lives in an HttpOnly cookie.
+let signingIn = false;
+
+function showSignIn(message) {
+  if (signingIn) return;
+  signingIn = true;
+  if (cleanup) {
+    try {
+      cleanup();
+    } catch (e) {
+      /* ignore */
+    }
+    cleanup = null;
+  }
+  const key = h("input", { id: "api-key", type: "password", autocomplete: "off", placeholder: "polos_…", required: true });
+  const error = h("p", { class: "muted" }, message || "");
+  const form = h(
+    "form",
+    {
+      class: "card signin",
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        try {
+          await signIn(key.value.trim());
+          signingIn = false;
+          route();
+          refreshApprovalsCount();
+        } catch (e) {
+          error.textContent = e.message;
+        }
+      },
+    },
+    h("h1", null, "Sign in"),
+    h("p", null, "This orchestrator needs an API key (polos-server keys create). It is sent once; the session is kept in a secure cookie."),
+    h("label", { class: "side-field" }, h("span", null, "API key"), key),
+    error,
+    h("button", { type: "submit", class: "btn primary", id: "sign-in" }, "Sign in"),
+  );
+  main.replaceChildren(form);
+  key.focus();
+}
+
+async function start() {
+  shell();
+  whenUnauthorized(showSignIn);
+  let session = null;
+  try {
+    session = await loadSession();
+  } catch (e) {
+    showError(e);
+  }
+  window.addEventListener("hashchange", () => {
+    if (!signingIn) route();
+  });
+  if (session === null) {
+    showSignIn("");
+  } else {
+    route();
+  }
+  refreshApprovalsCount();
+  every(5000, () => (signingIn ? null : refreshApprovalsCount()));
+  document.addEventListener("polos:approvals-changed", refreshApprovalsCount);
+  document.addEventListener("polos:sign-out", async () => {
+    await signOut();
+    showSignIn("Signed out.");
+  });
+}
+
+start();
