@@ -86,3 +86,19 @@ async def test_retry__refused_for_running_unknown_and_child_executions(
     assert child.status == ExecutionStatus.FAILED
     with pytest.raises(NotRetryableError, match="retry the top-level execution"):
         await client.retry(child.id)
+
+
+async def test_steps_api__secrets_in_outputs_and_errors_are_redacted_replay_is_not(
+    client: PolosClient, start_worker: Workers
+) -> None:
+    from tests.integration.workers.retry_worker import LEAKED_KEY
+
+    start_worker(RETRY_WORKER)
+    handle = await client.invoke("leaky", {})
+    # The workflow itself (and replay) sees the real value.
+    assert await client.result(handle.id, timeout=30) == {"n": 1, "key_seen_by_workflow": True}
+    steps = {s.key: s for s in await client.list_steps(handle.id)}
+    assert steps["login"].output == {"api_key": "[REDACTED]", "note": "with [REDACTED]", "n": 1}
+    assert steps["call"].error is not None
+    assert LEAKED_KEY not in steps["call"].error.message
+    assert LEAKED_KEY not in (steps["call"].error.traceback or "")

@@ -15,10 +15,13 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from polos._redact import redact, redact_text
+from polos.protocol import StepRecord
 from polos.storage import ADMIN, KeyRow, Store, parse_token, secret_matches
 
 log = logging.getLogger("polos.orchestrator.auth")
@@ -136,3 +139,26 @@ class Authenticator:
         for task in list(self._tasks):
             with contextlib.suppress(Exception):
                 await task
+
+
+def redact_steps_enabled() -> bool:
+    """Whether step logs served to people are redacted (``POLOS_REDACT_STEPS``, default on)."""
+    return os.environ.get("POLOS_REDACT_STEPS", "on").strip().lower() not in (
+        "0",
+        "off",
+        "false",
+        "no",
+    )
+
+
+def redact_step(step: StepRecord) -> StepRecord:
+    """A step as shown to people and tools: secrets in its output and error redacted."""
+    update: dict[str, object] = {"output": redact(step.output)}
+    if step.error is not None:
+        update["error"] = step.error.model_copy(
+            update={
+                "message": redact_text(step.error.message),
+                "traceback": redact_text(step.error.traceback) if step.error.traceback else None,
+            }
+        )
+    return step.model_copy(update=update)

@@ -34,7 +34,7 @@ from polos.protocol import (
 )
 from polos.storage import NO_WORKFLOW, Cancelled, CancelOp, Created, CreateExecution, dumps
 
-from ._auth import LOCAL_CALLER, Caller
+from ._auth import LOCAL_CALLER, Caller, redact_step, redact_steps_enabled
 from ._gateway import ConnectionClosed
 from ._limits import MAX_DB_INT, check_batch_invoke, check_invoke  # limits
 from ._runtime import OrchestratorRuntime
@@ -326,9 +326,15 @@ async def invoke_batch(body: BatchInvokeRequest, runtime: Runtime, project_id: P
     "/executions/{execution_id}/steps", response_model=StepList, summary="An execution's step log"
 )
 async def list_steps(execution_id: str, runtime: Runtime, project_id: Project) -> Response:
-    """Every recorded step, in order."""
+    """Every recorded step, in order, for people and tools to read: secret-named fields and
+    credential-looking values in outputs and errors are shown as ``[REDACTED]`` (the
+    recorded log, which replay reads, is unchanged; ``POLOS_REDACT_STEPS=off`` to show all).
+    """
     await _get(runtime, project_id, execution_id)
-    return model_response(StepList(items=await runtime.store.list_steps(execution_id)))
+    steps = await runtime.store.list_steps(execution_id)
+    if redact_steps_enabled():
+        steps = [redact_step(s) for s in steps]
+    return model_response(StepList(items=steps))
 
 
 @router.post(

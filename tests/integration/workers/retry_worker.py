@@ -63,10 +63,30 @@ async def parent_of_failure(ctx: WorkflowContext, payload: FixInput) -> dict[str
     return await ctx.step.invoke_and_wait("child", until_fixed, payload)  # type: ignore[no-any-return]
 
 
+LEAKED_KEY = "sk-proj-" + "Leak3d" * 5
+
+
+def _refuse() -> None:
+    raise RuntimeError(f"the provider refused key {LEAKED_KEY}")
+
+
+@workflow(id="leaky", retry=ONCE)
+async def leaky(ctx: WorkflowContext, payload: dict[str, int]) -> dict[str, object]:
+    """Records a secret in a step output and in a caught step error (redaction tests)."""
+    creds = await ctx.step.run(
+        "login", lambda: {"api_key": LEAKED_KEY, "note": f"with {LEAKED_KEY}", "n": 1}
+    )
+    try:
+        await ctx.step.run("call", _refuse, retry_policy=ONCE)
+    except Exception:
+        pass
+    return {"n": creds["n"], "key_seen_by_workflow": creds["api_key"] == LEAKED_KEY}
+
+
 if __name__ == "__main__":
     asyncio.run(
         Worker(
             client=PolosClient(),
-            workflows=[until_fixed, needs_approval, parent_of_failure],
+            workflows=[until_fixed, needs_approval, parent_of_failure, leaky],
         ).run()
     )
