@@ -61,6 +61,13 @@ class Caller:
 LOCAL_CALLER = Caller(key_id=None, name="local", role=ADMIN, project_id=None, local=True)
 
 
+def bearer_token(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header (``None``: not that shape)."""
+    scheme, _, token = (header or "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
 def is_loopback(host: str) -> bool:
     """Whether binding ``host`` serves this machine only."""
     if host in ("localhost", "ip6-localhost"):

@@ -34,7 +34,7 @@ from polos.protocol import (
 )
 from polos.storage import NO_WORKFLOW, Cancelled, CancelOp, Created, CreateExecution, dumps
 
-from ._auth import LOCAL_CALLER, Caller, redact_step, redact_steps_enabled
+from ._auth import LOCAL_CALLER, Caller, bearer_token, redact_step, redact_steps_enabled
 from ._gateway import ConnectionClosed
 from ._limits import MAX_DB_INT, check_batch_invoke, check_invoke  # limits
 from ._runtime import OrchestratorRuntime
@@ -460,8 +460,8 @@ async def _worker_caller(
     """The worker's caller from its ``Authorization`` header, or why it is refused."""
     if runtime.auth.local:
         return LOCAL_CALLER, None
-    scheme, _, token = (websocket.headers.get("authorization") or "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = bearer_token(websocket.headers.get("authorization"))
+    if token is None:
         return None, NO_CREDENTIALS
-    caller = await runtime.auth.from_token(token.strip())
+    caller = await runtime.auth.from_token(token)
     return (caller, None) if caller is not None else (None, BAD_CREDENTIALS)

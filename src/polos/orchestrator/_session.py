@@ -17,7 +17,7 @@ from fastapi import Request
 
 from polos.protocol import now_ms
 
-from ._auth import LOCAL_CALLER, Caller
+from ._auth import LOCAL_CALLER, Caller, bearer_token
 from ._signing import TokenError
 
 if TYPE_CHECKING:
@@ -45,10 +45,10 @@ async def authenticate(request: Request, runtime: OrchestratorRuntime) -> Caller
         return LOCAL_CALLER
     header = request.headers.get("authorization")
     if header:
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = bearer_token(header)
+        if token is None:
             raise ApiProblem(401, "unauthorized", "the Authorization header must be 'Bearer <key>'")
-        caller = await auth.from_token(token.strip())
+        caller = await auth.from_token(token)
         if caller is None:
             raise ApiProblem(401, "unauthorized", BAD_CREDENTIALS)
         return caller
