@@ -52,31 +52,46 @@ class Agent(Workflow[AgentResult[OutputT]], Generic[OutputT]):
         system_prompt: instructions sent with every call.
         tools: ``@tool`` functions, workflows, or plain functions (made tools).
         output_schema: a pydantic model the final answer must match (``result`` is that model).
-        temperature, max_output_tokens: sampling settings passed to the provider.
+        temperature: sampling temperature passed to the provider.
+        max_output_tokens: the most tokens one model call may produce.
         max_steps: at most this many model calls per run (default 10).
         stop_conditions: ``max_steps(n)``, ``max_tokens(n)``, ``executed_tool(...)``,
             ``has_text(...)`` or ``@stop_condition`` functions, checked after each turn
             that called tools.
         guardrails: checks of each answer (functions or instruction strings judged by the
             model); a refused answer is asked again with the reason, up to
-            ``guardrail_max_retries`` times. ``input_guardrails`` check the user's input.
-        on_start, on_end, on_agent_step_start, on_agent_step_end, on_tool_start,
-            on_tool_end: lifecycle hooks (one function or a list), each a recorded step.
+            ``guardrail_max_retries`` times.
+        input_guardrails: checks of the user's input; a refused input fails the run.
+        guardrail_max_retries: how often a refused answer is asked again (default 2).
+        on_start: hook(s) run when the run starts (one function or a list), each a
+            recorded step; likewise the other hooks.
+        on_end: hook(s) run when the run ends.
+        on_agent_step_start: hook(s) run before each model call.
+        on_agent_step_end: hook(s) run after each model call.
+        on_tool_start: hook(s) run before each tool call.
+        on_tool_end: hook(s) run after each tool call.
         provider_base_url: the provider's URL (OpenAI-compatible servers, proxies, tests).
         provider_llm_api: OpenAI only: ``"responses"`` (default) or ``"chat_completions"``.
         provider_kwargs: extra keyword arguments for every model call.
-        request_rate_limit, token_rate_limit: flow-control rate limits (names or
-            ``RateLimit``) taken before each model call: one unit per request, and the
-            call's estimated tokens (prompt estimate + ``max_output_tokens``, default 1,000),
-            so that a provider-wide budget holds across every run and worker.
+        request_rate_limit: a flow-control rate limit (name or ``RateLimit``) taken
+            before each model call, one unit per request, so that a provider-wide budget
+            holds across every run and worker.
+        token_rate_limit: likewise, taking the call's estimated tokens (prompt estimate +
+            ``max_output_tokens``, default 1,000).
         memory: with a ``session_id``, load the session's conversation first and save it
             after (``memory_keep_messages`` recent messages are kept; past
             ``memory_token_budget`` estimated tokens, older turns are summarised).
+        memory_keep_messages: how many recent messages a session keeps (default 40).
+        memory_token_budget: estimated tokens past which older turns are summarised
+            (default 8,000).
         parallel_tool_calls: when one answer asks for several calls of plain function
             tools (no approval, not a workflow, agent, handoff or ``ask_user``), run them
             at once, each its own recorded step; results go back to the model in the
             order it asked. ``False`` runs them one after another.
-        queue, timeout, retry: as for ``@workflow``.
+        description: what the agent does (shown in listings and the UI).
+        queue: as for ``@workflow``.
+        timeout: the run timeout, as for ``@workflow``.
+        retry: the workflow retry policy, as for ``@workflow``.
     """
 
     def __init__(

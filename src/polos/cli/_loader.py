@@ -39,7 +39,13 @@ def _import(target: str) -> tuple[ModuleType, str | None]:
         raise
     except BaseException as exc:
         frames = traceback.extract_tb(exc.__traceback__)
-        where = f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
+        if isinstance(exc, SyntaxError):
+            # The last frame is importlib's; the error knows where the bad line is.
+            where = ""
+        elif frames:
+            where = f" ({frames[-1].filename}, line {frames[-1].lineno})"
+        else:
+            where = ""
         raise LoadError(
             f"importing {module_part} failed: {type(exc).__name__}: {exc}{where}"
         ) from None

@@ -24,6 +24,7 @@ from ._common import (
     run_async,
     styled_status,
 )
+from ._dev import dev
 from ._events import events, resume, waits
 from ._queues import queues, rate_limits
 from ._schedules import schedules
@@ -60,6 +61,7 @@ main.add_command(schedules)
 main.add_command(queues)
 main.add_command(rate_limits)
 main.add_command(sessions)
+main.add_command(dev)  # polos dev: embedded orchestrator + reloading worker
 
 
 @main.command()

@@ -4,6 +4,7 @@ from polos.llm import ScriptedProvider, ScriptedReply
 
 from ._fake_llm import FakeLLMServer, FakeReply, FakeRequest
 from ._memory import MemoryRecorder, replay, run_once
+from ._offline import fake_llm_unless_key
 from ._processes import ServerProcess, WorkerProcess, free_port, wait_for_workers
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "ScriptedReply",
     "ServerProcess",
     "WorkerProcess",
+    "fake_llm_unless_key",
     "free_port",
     "replay",
     "run_once",
