@@ -9,6 +9,7 @@ that were really running at one moment.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -68,12 +69,19 @@ async def test_queue_limit__never_more_than_the_limit_run_at_once_across_three_w
 async def test_concurrency_keys__per_key_limit_holds_and_every_key_progresses(
     client: PolosClient, start_worker: Any, flow_dir: Path
 ) -> None:
-    start_workers(start_worker, flow_dir, 3, HOLD_SECONDS="0.05")
+    # 0.15 s per run: tenant "a"'s backlog (40 runs, 2 at a time) lasts ~3 s, far longer
+    # than invoking the other tenants' runs takes even on a loaded machine.
+    start_workers(start_worker, flow_dir, 3, HOLD_SECONDS="0.15")
     tenants = ["a", "b", "c", "d", "e"]
     # Tenant "a" floods the queue first; the others must not wait behind all of it.
     items = [("per_tenant", {"tenant": "a"}, "a") for _ in range(40)]
     items += [("per_tenant", {"tenant": t}, t) for t in tenants[1:] for _ in range(6)]
-    handles = [await client.invoke(wf, payload, concurrency_key=key) for wf, payload, key in items]
+    handles = [
+        await client.invoke(wf, payload, concurrency_key=key) for wf, payload, key in items[:40]
+    ]
+    handles += await asyncio.gather(
+        *(client.invoke(wf, payload, concurrency_key=key) for wf, payload, key in items[40:])
+    )
 
     # Every other tenant finishes its work while tenant "a" still has a backlog.
     others = [h.id for h, (_, _, key) in zip(handles, items, strict=True) if key != "a"]

@@ -187,11 +187,35 @@ HOOK_EVENTS: tuple[HookEvent, ...] = (
 class HookResult(BaseModel):
     """What a hook decides: go on (optionally changing something) or stop the run.
 
-    * ``on_start``: ``modified_input`` replaces the user's input;
+    * ``on_start``: ``modified_input`` replaces the user's input (a string input);
     * ``on_tool_start``: ``modified_arguments`` replace the call's arguments;
     * ``on_tool_end``: ``modified_output`` replaces what the model reads;
-    * ``on_agent_step_end`` / ``on_end``: ``modified_text`` replaces the answer;
-    * ``stop=True`` ends the run after this point with ``stop_reason="hook"``.
+    * ``on_agent_step_end``: ``modified_text`` replaces that model answer, in the
+      conversation and, when it is the last one, as the run's result;
+    * ``on_end``: ``modified_text`` replaces the run's answer.
+
+    ``stop=True`` ends the run with ``stop_reason="hook"`` (``reason`` is for people: it
+    is recorded with the decision, and a tool call that was kept from running gives it
+    to the model). The hooks after the stopping one, for the same event, are not called.
+
+    * ``on_start``: no model call at all;
+    * ``on_agent_step_start``: no model call for that step, nor after;
+    * ``on_tool_start``: that call does not run (the model is told it was not run), nor
+      any later call of the turn (calls already running at once with it finish); no
+      model call after;
+    * ``on_tool_end``: the turn's other calls still run, then one last model call
+      without tools (``llm:final``, as for a stop condition) gives the answer;
+    * ``on_agent_step_end``: no more turns; if that answer asked for tools, one last
+      model call without tools gives the answer;
+    * ``on_end``: nothing (the run is ending).
+
+    With ``stop=True``, a ``modified_text`` is the answer the run ends with, without a
+    last model call (``on_agent_step_end``'s replaces that model answer in the
+    conversation; another hook's is added to it as the assistant's). Without one, a run
+    stopped by ``on_start``, ``on_agent_step_start`` or ``on_tool_start`` ends with the
+    model's latest text (``""`` before any answer); with an ``output_schema``, ``result``
+    is that text if it matches the schema, else ``None`` (no repair call). ``on_end``
+    hooks still run after a stop.
     """
 
     model_config = ConfigDict(extra="forbid")

@@ -72,6 +72,8 @@ _LLM_ERRORS: dict[str, type[LLMError]] = {
     )
 }
 
+_NOT_RUN = "Not run: the run was stopped by a hook before this call"
+
 _REPAIR = (
     "Your answer does not match the required JSON schema: {error}\n"
     "Answer again with only a JSON value that matches the schema."
@@ -96,6 +98,13 @@ class AgentRun:
         self.memory_base = 0
         self.handed_over: AgentResult[Any] | None = None
         self.pending_events: list[dict[str, Any]] = []
+        self.vetoed = False
+        """A hook stopped the run before something happened: no more model calls."""
+        self.tool_vetoes: dict[str, HookResult] = {}
+        self.tool_stops: dict[str, HookResult] = {}
+        """This turn's stopping ``on_tool_start`` (vetoes) and ``on_tool_end`` decisions, by
+        call id: read in asked order, so that calls run at once give the same outcome
+        whatever order they finished in."""
 
     # ------------------------------------------------------------------ the run
 
@@ -104,12 +113,17 @@ class AgentRun:
         remember = bool(self.payload.session_id) and self.agent.memory
         if remember:
             await self._load_memory()
-        text = await self._start()
+        started, text = await self._start()
         if text is not None:
             self.messages.append(Message(role="user", content=text))
-        answer = await self._turns()
+        answer = self._vetoed(started) if started.stop else await self._turns()
         result: Any = answer
-        if self.agent.output_schema is not None:
+        if self.agent.output_schema is not None and self.vetoed:
+            # No model call after a veto, so no repair call either.
+            result = (
+                json.loads(answer) if _validate(self.agent.output_schema, answer) is None else None
+            )
+        elif self.agent.output_schema is not None:
             handed = self.handed_over
             if (
                 handed is not None
@@ -138,25 +152,27 @@ class AgentRun:
             messages=self.messages,
         )
 
-    async def _start(self) -> str | None:
-        """The input: guardrails and ``on_start`` hooks; the conversation so far."""
+    async def _start(self) -> tuple[HookResult, str | None]:
+        """The input: guardrails and ``on_start`` hooks' decision; the conversation so far,
+        and the user's message to add to it (None: already in the conversation)."""
         given = self.payload.input
         if isinstance(given, list):
             self.messages.extend(given)
             text = next((m.content for m in reversed(given) if m.role == "user"), "")
             await self._check_input(text)
-            await self._hooks("on_start", text=text)
-            return None
+            return await self._hooks("on_start", text=text), None
         await self._check_input(given)
         started = await self._hooks("on_start", text=given)
-        return started.modified_input if started.modified_input is not None else given
+        return started, started.modified_input if started.modified_input is not None else given
 
     async def _turns(self) -> str:
         """Model calls and tool calls until the model answers or a stop condition holds."""
         n = 0
         while True:
             n += 1
-            await self._hooks("on_agent_step_start", step=n)
+            started = await self._hooks("on_agent_step_start", step=n)
+            if started.stop:
+                return self._vetoed(started)
             response = await self._answer(n)
             step = AgentStep(
                 step=n,
@@ -167,7 +183,9 @@ class AgentRun:
             )
             self.steps.append(step)
             self.usage = self.usage + response.usage
+            at = len(self.messages)
             self.messages.append(response.as_message())
+            self.tool_vetoes, self.tool_stops = {}, {}
             if self._concurrent(response.tool_calls):
                 # Each call is its own step, keyed by its call id: replay finds each
                 # one whatever order they finished in. Answers go back in asked order.
@@ -178,14 +196,36 @@ class AgentRun:
                     step.tool_results.append(self._tool_answer(result))
                 await self._flush_events()
             for call in () if step.tool_results else response.tool_calls:
-                step.tool_results.append(self._tool_answer(await self._tool_call(n, call)))
+                if self.tool_vetoes:
+                    # No call of the turn starts after a veto; each still gets an answer,
+                    # so that the conversation stays valid (a session may continue it).
+                    result = ToolResult(
+                        step=n, call_id=call.id, name=call.name, arguments=dict(call.arguments)
+                    )
+                    result = _answered(result, _NOT_RUN, True)
+                else:
+                    result = await self._tool_call(n, call)
+                step.tool_results.append(self._tool_answer(result))
                 await self._flush_events()
                 if self.handed_over is not None:
                     self.stop_reason = "handoff"
                     return self.handed_over.text
             ended = await self._hooks("on_agent_step_end", step=n, text=response.text)
-            if ended.stop:
+            if ended.modified_text is not None:
+                # The answer as the hook rewrote it: in the conversation and the result.
+                response = response.model_copy(update={"text": ended.modified_text})
+                step.text = response.text
+                self.messages[at] = response.as_message()
+            veto = self._first(self.tool_vetoes, response.tool_calls)
+            if veto is not None:
+                return self._vetoed(veto)
+            stop = ended if ended.stop else self._first(self.tool_stops, response.tool_calls)
+            if stop is not None:
                 self.stop_reason = "hook"
+                if ended.stop and ended.modified_text is not None:
+                    return response.text
+                if stop.modified_text is not None:
+                    return self._say(stop.modified_text)
                 return await self._final_text(n, response)
             if not response.tool_calls:
                 return response.text
@@ -193,6 +233,25 @@ class AgentRun:
             if reason is not None:
                 self.stop_reason = reason
                 return await self._final_text(n, response)
+
+    @staticmethod
+    def _first(decisions: dict[str, HookResult], calls: Sequence[ToolCall]) -> HookResult | None:
+        """The decision about the first of ``calls`` (in asked order) that has one."""
+        return next((decisions[c.id] for c in calls if c.id in decisions), None)
+
+    def _vetoed(self, decision: HookResult) -> str:
+        """A hook stopped the run before a model or tool call: the run ends here, with the
+        hook's ``modified_text`` as its answer, else the model's latest text."""
+        self.stop_reason = "hook"
+        self.vetoed = True
+        if decision.modified_text is not None:
+            return self._say(decision.modified_text)
+        return self.steps[-1].text if self.steps else ""
+
+    def _say(self, text: str) -> str:
+        """A hook's answer, recorded in the conversation as the assistant's."""
+        self.messages.append(Message(role="assistant", content=text))
+        return text
 
     def _concurrent(self, calls: Sequence[ToolCall]) -> bool:
         """Whether these calls may run at once: several, all plain function tools.
@@ -388,6 +447,10 @@ class AgentRun:
         started = await self._hooks("on_tool_start", step=n, tool_call=call)
         if started.modified_arguments is not None:
             arguments = result.arguments = started.modified_arguments
+        if started.stop:
+            self.tool_vetoes[call.id] = started
+            why = f": {started.reason}" if started.reason else ""
+            return _answered(result, f"Not run: stopped by a hook{why}", True)
         if tool.approval == "always":
             rejection = await self._approval(n, call, arguments)
             if rejection is not None:
@@ -411,6 +474,8 @@ class AgentRun:
         ended = await self._hooks("on_tool_end", step=n, tool_call=call, tool_output=output)
         if ended.modified_output is not None:
             output = ended.modified_output
+        if ended.stop:
+            self.tool_stops[call.id] = ended
         return _answered(result, output, failed)
 
     def _tool_answer(self, result: ToolResult) -> ToolResult:
@@ -537,8 +602,15 @@ class AgentRun:
         tool_call: ToolCall | None = None,
         tool_output: str | None = None,
     ) -> HookResult:
-        """Run the hooks of ``event`` in order, each a recorded step; their changes add up."""
+        """Run the hooks of ``event`` in order, each a recorded step; their changes add up.
+
+        A hook that stops the run is the last one called for this event (``on_end`` hooks
+        are all called: the run is ending anyway, their ``stop`` changes nothing).
+        """
         merged = HookResult()
+        # Tool hooks are keyed by their call: calls of one turn may run at once and end in
+        # any order, and on replay each must find its own decision, not another call's.
+        where = f"{step}:{tool_call.id}" if tool_call is not None else str(step)
         for i, hook in enumerate(self.agent.hooks.get(event, [])):
             context = HookContext(
                 event=event,
@@ -559,10 +631,12 @@ class AgentRun:
                 return hook_result(await call_user_fn(hook, context), event).model_dump()
 
             got = HookResult.model_validate(
-                await self.ctx.step.run(f"hook:{event}:{step}:{i}", call)
+                await self.ctx.step.run(f"hook:{event}:{where}:{i}", call)
             )
             updates = {k: v for k, v in got.model_dump().items() if v not in (None, False, "")}
             merged = merged.model_copy(update=updates)
+            if merged.stop and event != "on_end":
+                break
         return merged
 
 
