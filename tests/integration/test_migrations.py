@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from polos.protocol import DEFAULT_PROJECT_ID, WorkflowSpec
+from polos.storage import ClaimOp, metadata, migrate, migrations, normalize_url, open_store
 from polos.storage import _tables as tables
-from polos.storage import metadata, migrate, migrations, normalize_url, open_store
 
 # sha256 of every released migration file. Released migrations must never change:
 # databases in the field already ran them. A schema change is a NEW file; add its
@@ -31,6 +32,7 @@ RELEASED: dict[str, dict[str, str]] = {
         "0004_agent_sessions.sql": "c53f284d87c33b2c7c5d474dc5e7e34eec00f4f7389f1a0cc3eca41f00a58032",
         "0005_observability.sql": "ffdf3f3980e92be3a265636dd0a80fa0989cb72daecc3270f7313a17474c879f",
         "0006_security.sql": "b1158b9787d29ad194f2233a0a036c0b9d76dfa1cd615a69638b94958fc598a3",
+        "0007_initial_state.sql": "90bb91986938744bdefbd817406842fdb280c5fc288fb43076c7a47ab8db48ec",
     },
     "postgres": {
         "0001_init.sql": "30418b4231b7d1f95a060a5c37093ef76a397590da3771ea80d3246494e770ab",
@@ -39,6 +41,7 @@ RELEASED: dict[str, dict[str, str]] = {
         "0004_agent_sessions.sql": "dac76ff81fd6afa55fe4e6dd4a548b40ef05de19fa740e48c8ee148c627f2f08",
         "0005_observability.sql": "ffdf3f3980e92be3a265636dd0a80fa0989cb72daecc3270f7313a17474c879f",
         "0006_security.sql": "b1158b9787d29ad194f2233a0a036c0b9d76dfa1cd615a69638b94958fc598a3",
+        "0007_initial_state.sql": "193d0ce38bc413dd379155888088751ae844ba80ede715020e723b408556a38f",
     },
 }
 
@@ -286,6 +289,70 @@ async def test_schema_migrations__records_every_shipped_version(
         ).all()
     assert [(r.version, r.name) for r in rows] == [(m.version, m.name) for m in shipped]
     assert all(r.applied_at > 0 for r in rows)
+
+
+def _migrate_up_to(engine: sa.Engine, version: int) -> None:
+    """Apply the shipped migrations up to ``version`` only, as an older release did."""
+    with engine.begin() as conn:
+        tables.schema_migrations.create(conn, checkfirst=True)
+    for migration in migrations(engine_dialect(engine)):
+        if migration.version > version:
+            break
+        with engine.begin() as conn:
+            for statement in migration.statements():
+                conn.exec_driver_sql(statement)
+            conn.execute(
+                tables.schema_migrations.insert().values(
+                    version=migration.version, name=migration.name, applied_at=1
+                )
+            )
+
+
+async def test_migrate__0007_executions_from_before_replay_from_their_latest_state(
+    empty_db_url: str, engine: sa.Engine
+) -> None:
+    # 0007 keeps each execution's initial state for its replays. A row written before it
+    # (or by an older orchestrator during a rolling upgrade) has none recorded: its claims
+    # hand the worker the latest state, as they did before.
+    _migrate_up_to(engine, 6)
+    with engine.begin() as conn:
+        conn.execute(tables.projects.insert().values(id=DEFAULT_PROJECT_ID, name="p", created_at=1))
+        conn.exec_driver_sql(
+            "INSERT INTO executions (id, project_id, workflow_id, status, payload, state, "
+            "attempt, epoch, retry, max_recovery_attempts, created_at, updated_at, available_at) "
+            f"VALUES ('old', '{DEFAULT_PROJECT_ID}', 'wf', 'queued', 'null', '{{\"done\": 3}}', "
+            "1, 1, '{}', 20, 1, 1, 1)"
+        )
+
+    store = await open_store(empty_db_url)  # migrates to the latest version
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(
+                sa.select(
+                    tables.executions.c.initial_state, tables.executions.c.initial_state_recorded
+                ).where(tables.executions.c.id == "old")
+            ).one()
+        assert (row.initial_state, bool(row.initial_state_recorded)) == (None, False)
+        await store.register_worker(
+            project_id=DEFAULT_PROJECT_ID,
+            worker_id="w1",
+            name="w1",
+            hostname="test-host",
+            pid=1,
+            orchestrator_id="orch-1",
+            max_concurrent=10,
+            workflows=[WorkflowSpec(id="wf", fingerprint="fp")],
+            active={},
+            lease_ms=60_000,
+        )
+        outcome = await store.apply_batch([ClaimOp(DEFAULT_PROJECT_ID, "w1", 10)])
+        [tasks] = outcome.results
+        assert isinstance(tasks, list)
+        [task] = tasks
+        assert (task.execution_id, task.epoch) == ("old", 2)
+        assert (task.has_state, task.state) == (True, {"done": 3})
+    finally:
+        await store.close()
 
 
 def engine_dialect(engine: sa.Engine) -> str:

@@ -42,9 +42,15 @@ _SET = (
     "THEN TRUE ELSE code_changed END, "
     f"code_fingerprint = COALESCE(code_fingerprint, {_FINGERPRINT}) "
 )
+# The state a task starts from is the one the execution was created with, not the latest
+# (``state``, overwritten by every step snapshot): a replay restores the recorded steps'
+# snapshots in order, so code before the first of them must see the initial state. Rows
+# created before migration 0007 (or by an older orchestrator) have no initial state
+# recorded and start from the latest, as they used to.
 _RETURNING = (
-    "RETURNING id, workflow_id, epoch, attempt, payload, state, parent_id, root_id, "
-    "created_at, code_fingerprint, trigger_event"
+    "RETURNING id, workflow_id, epoch, attempt, payload, "
+    "CASE WHEN initial_state_recorded THEN initial_state ELSE state END AS start_state, "
+    "parent_id, root_id, created_at, code_fingerprint, trigger_event"
 )
 _SERVED = "workflow_id IN (SELECT workflow_id FROM worker_workflows WHERE worker_id = :w) "
 _ORDER = "ORDER BY priority DESC, available_at, id LIMIT "
@@ -135,8 +141,8 @@ def _tasks(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[Task]:
             epoch=r["epoch"],
             attempt=r["attempt"],
             payload=loads(r["payload"]),
-            has_state=r["state"] is not None,
-            state=loads(r["state"]),
+            has_state=r["start_state"] is not None,
+            state=loads(r["start_state"]),
             history=history.get(r["id"], []),
             parent_id=r["parent_id"],
             root_id=r["root_id"],

@@ -18,12 +18,15 @@ from ._ops import Created, CreateExecution, Rejected
 NO_WORKFLOW = "no_workflow"
 """Result of :class:`CreateExecution` when the workflow id was never registered."""
 
+# ``initial_state`` starts equal to ``state``: steps overwrite ``state`` with their snapshots,
+# claims hand the worker ``initial_state`` (a replay starts from it; see ``_claims``).
 _INSERT_EXECUTION = sa.text(
-    "INSERT INTO executions (id, project_id, workflow_id, status, payload, state, retry, "
+    "INSERT INTO executions (id, project_id, workflow_id, status, payload, state, "
+    "initial_state, initial_state_recorded, retry, "
     "max_recovery_attempts, parent_id, root_id, parent_step_key, parent_index, idempotency_key, "
     "queue, concurrency_key, priority, trigger_event, run_timeout_ms, timeout_counts_waits, "
     "schedule_id, created_at, updated_at, available_at) "
-    "VALUES (:id, :project_id, :workflow_id, 'queued', :payload, :state, :retry, "
+    "VALUES (:id, :project_id, :workflow_id, 'queued', :payload, :state, :state, TRUE, :retry, "
     ":max_recovery_attempts, :parent_id, :root_id, :parent_step_key, :parent_index, "
     ":idempotency_key, :queue, :concurrency_key, :priority, :trigger_event, :run_timeout_ms, "
     ":timeout_counts_waits, :schedule_id, :now, :now, :now)"

@@ -30,11 +30,13 @@ class Retried:
 def retry(conn: Connection, project_id: str, execution_id: str, by: str, now: int) -> Retried:
     """Queue a failed or cancelled top-level execution again, keeping its step log.
 
-    Completed steps replay from the log (they do not run again). The failed steps at the
-    end of the log (recorded with an error after the last successful step: the step that
-    failed the run) are forgotten so that they run again; a failed step the workflow
-    caught and went on from stays recorded, so that replay takes the same path. The retry
-    policy, the crash budget and the run timeout start afresh.
+    Completed steps replay from the log (they do not run again); like every claim, the
+    retry starts from the execution's initial state, and the replayed steps restore the
+    state snapshots they recorded. The failed steps at the end of the log (recorded with
+    an error after the last successful step: the step that failed the run) are forgotten
+    so that they run again; a failed step the workflow caught and went on from stays
+    recorded, so that replay takes the same path. The retry policy, the crash budget and
+    the run timeout start afresh.
     """
     ex = t.executions
     row = (

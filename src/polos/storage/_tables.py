@@ -91,6 +91,11 @@ executions = sa.Table(
     sa.Column("claimed_at", sa.BigInteger),
     sa.Column("deadline_at", sa.BigInteger),
     sa.Column("schedule_id", sa.Text),
+    # 0007: the state the execution started with (``state`` above is the latest one, which
+    # every step snapshot overwrites); claims hand workers this one, so that a replay starts
+    # where the first attempt did. FALSE (rows from before 0007): start from ``state``.
+    sa.Column("initial_state", sa.Text),
+    sa.Column("initial_state_recorded", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ux_executions_idempotency", "project_id", "idempotency_key", unique=True),
     sa.Index(
         "ix_executions_queued",

@@ -1,0 +1,9 @@
+-- 0007_initial_state: the state an execution started with, kept apart from its latest state (sqlite).
+-- A claim hands the worker the initial state: a replay starts from it and restores the
+-- recorded steps' snapshots on the way. Rows written without it (before this migration, or
+-- by an older orchestrator during a rolling upgrade) keep initial_state_recorded = 0 and
+-- start from the latest state, as before.
+
+ALTER TABLE executions ADD COLUMN initial_state TEXT;
+
+ALTER TABLE executions ADD COLUMN initial_state_recorded BOOLEAN DEFAULT 0 NOT NULL;
