@@ -257,6 +257,22 @@ def pg_url_empty(pg_server: PostgresServer) -> Iterator[str]:
 # ---------------------------------------------------------------------------- both stores
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the PostgreSQL variant of tests marked ``sqlite_only``."""
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        on_postgres = "postgres" in (params.get("store_kind"), params.get("module_store_kind"))
+        if on_postgres and item.get_closest_marker("sqlite_only"):
+            dropped.append(item)
+        else:
+            keep.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
 @pytest.fixture(params=STORE_KINDS)
 def store_kind(request: pytest.FixtureRequest) -> str:
     """``"sqlite"`` or ``"postgres"``: every test using it runs once on each store."""

@@ -26,6 +26,12 @@ from polos.testing._processes import ServerProcess, WorkerProcess
 if TYPE_CHECKING:
     from tests.conftest import PostgresServer
 
+SQLITE_ONLY = pytest.mark.sqlite_only
+"""Run a ``store_kind`` test on SQLite only (``tests/conftest.py`` deselects the rest). For tests whose subject sits above the store
+(CLI output, link signing, the OTLP exporter, input validation): the store behaviour they
+touch is tested on both stores by the API, store and end-to-end tests, and running them
+twice would only cost suite time."""
+
 WORKERS_DIR = Path(__file__).parent / "workers"
 STEPS_WORKER = WORKERS_DIR / "steps_worker.py"
 

@@ -27,7 +27,7 @@ from polos.orchestrator._signing import Signer, canonical_json, load_signing_key
 from polos.storage import get_or_create_secret, open_store
 from polos.testing._processes import ServerProcess
 
-from .conftest import WORKERS_DIR, Servers, Workers, run_cli
+from .conftest import SQLITE_ONLY, WORKERS_DIR, Servers, Workers, run_cli
 
 WAITS_WORKER = WORKERS_DIR / "waits_worker.py"
 
@@ -137,6 +137,7 @@ async def test_link_approves_once(
     assert step.output["resumed_at"] == resumed_at
 
 
+@SQLITE_ONLY
 async def test_reject_with_form_fields(
     server: ServerProcess, client: PolosClient, start_worker: Workers
 ) -> None:
@@ -156,6 +157,7 @@ async def test_reject_with_form_fields(
     assert step.output["resumed_by"] == "link:bob"
 
 
+@SQLITE_ONLY
 async def test_expired_link(
     server: ServerProcess, client: PolosClient, start_worker: Workers
 ) -> None:
@@ -174,6 +176,7 @@ async def test_expired_link(
     assert (await client.get_execution(eid)).status.value == "waiting"
 
 
+@SQLITE_ONLY
 async def test_tampered_and_swapped_tokens(
     server: ServerProcess, client: PolosClient, start_worker: Workers
 ) -> None:
@@ -236,6 +239,7 @@ async def _stored_key(server: ServerProcess) -> bytes:
         await store.close()
 
 
+@SQLITE_ONLY
 async def test_create_link_errors(
     server: ServerProcess, client: PolosClient, start_worker: Workers
 ) -> None:
@@ -316,6 +320,7 @@ async def test_link_survives_restart(make_server: Servers, start_worker: Workers
         assert step.output["resumed_by"] == "link:grace"
 
 
+@SQLITE_ONLY
 async def test_secret_key_env_overrides(make_server: Servers, start_worker: Workers) -> None:
     """POLOS_SECRET_KEY signs instead of the stored key; changing it revokes every link."""
     server = make_server(start=False)
@@ -333,6 +338,7 @@ async def test_secret_key_env_overrides(make_server: Servers, start_worker: Work
     assert httpx.get(link.url, timeout=10).status_code == 403
 
 
+@SQLITE_ONLY
 async def test_cli_prints_the_link(
     server: ServerProcess, client: PolosClient, start_worker: Workers
 ) -> None:
@@ -380,6 +386,7 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+@SQLITE_ONLY
 def test_sync_client(server: ServerProcess, start_worker: Workers) -> None:
     start_worker(WAITS_WORKER)
     client = PolosClient(server.url)
@@ -452,6 +459,7 @@ async def test_declared_form(
     }
 
 
+@SQLITE_ONLY
 async def test_reject_needs_no_required_fields(
     server: ServerProcess, client: PolosClient, start_worker: Workers
 ) -> None:

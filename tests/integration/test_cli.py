@@ -17,6 +17,7 @@ import pytest
 
 from polos.testing._processes import ServerProcess, free_port
 from tests.integration.conftest import (
+    SQLITE_ONLY,
     STEPS_WORKER,
     connected_pids,
     count_lines,
@@ -25,7 +26,7 @@ from tests.integration.conftest import (
     wait_until,
 )
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), SQLITE_ONLY]
 
 
 def finished(server: ServerProcess, execution_id: str) -> dict:

@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from polos.testing._processes import ServerProcess, free_port
-from tests.integration.conftest import polos_executable, run_cli
+from tests.integration.conftest import SQLITE_ONLY, polos_executable, run_cli
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), SQLITE_ONLY]
 
 
 def assert_clean_error(done: subprocess.CompletedProcess[str], *needles: str) -> None:

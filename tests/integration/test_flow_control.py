@@ -18,7 +18,7 @@ import pytest
 
 from polos import ApiError, ConfigurationError, ExecutionStatus, PolosClient
 from polos.testing._processes import ServerProcess
-from tests.integration.conftest import run_cli
+from tests.integration.conftest import SQLITE_ONLY, run_cli
 from tests.integration.test_waits import eventually, parked_at, status_of
 
 pytestmark = pytest.mark.timeout(120)
@@ -255,6 +255,7 @@ async def test_queue_listing__shows_limits_and_counts(
     assert (info.limit, info.period_ms) == (500, 60_000)
 
 
+@SQLITE_ONLY
 async def test_bad_flow_input__is_a_clear_4xx(client: PolosClient) -> None:
     for path, body in [
         ("/rate-limits/bad%20name", {"limit": 1, "period_seconds": 1}),
@@ -276,6 +277,7 @@ async def test_bad_flow_input__is_a_clear_4xx(client: PolosClient) -> None:
 # ---------------------------------------------------------------------- CLI
 
 
+@SQLITE_ONLY
 async def test_cli__queues_and_rate_limits(
     client: PolosClient, server: ServerProcess, start_worker: Any, flow_dir: Path
 ) -> None:

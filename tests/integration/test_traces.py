@@ -23,7 +23,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from polos import PolosClient, WaitKind
 from polos.testing import FakeLLMServer, FakeReply, FakeRequest
 from polos.testing._processes import ServerProcess, free_port
-from tests.integration.conftest import WORKERS_DIR, Servers, Workers
+from tests.integration.conftest import SQLITE_ONLY, WORKERS_DIR, Servers, Workers
 from tests.integration.workers.agent_worker import assistant
 
 pytestmark = pytest.mark.timeout(90)
@@ -261,6 +261,7 @@ def _server_with(make_server: Servers, env: dict[str, str], db: str = "polos.db"
     return server.start()
 
 
+@SQLITE_ONLY
 async def test_otlp_export__collector_receives_the_spans_the_api_shows(
     make_server: Servers, start_worker: Workers, collector: Collector
 ) -> None:
@@ -296,6 +297,7 @@ async def test_otlp_export__collector_receives_the_spans_the_api_shows(
         assert got["status"] == {"ok": 1, "error": 2}[span["status"]]
 
 
+@SQLITE_ONLY
 async def test_otlp_export__execution_failed_by_its_dead_worker_is_exported_and_awaited(
     make_server: Servers, start_worker: Workers, collector: Collector
 ) -> None:
@@ -321,6 +323,7 @@ async def test_otlp_export__execution_failed_by_its_dead_worker_is_exported_and_
     assert collector.spans()[root["span_id"]]["status"] == 2  # error
 
 
+@SQLITE_ONLY
 async def test_otlp_export__a_collector_that_is_down_breaks_nothing(
     make_server: Servers, start_worker: Workers
 ) -> None:
