@@ -82,7 +82,14 @@ def _wait_detail(w: WaitInfo) -> str:
 @click.command()
 @click.option("--kind", "-k", type=click.Choice([k.value for k in WaitKind]), help="Wait kind.")
 @click.option("--workflow", "-w", "workflow_id", help="Filter by workflow id.")
-@click.option("--limit", "-n", default=50, show_default=True, type=click.IntRange(1, 500))
+@click.option(
+    "--limit",
+    "-n",
+    default=50,
+    show_default=True,
+    type=click.IntRange(1, 500),
+    help="Most rows to print (a page; see --cursor).",
+)
 @click.option("--cursor", help="Cursor printed at the end of the previous page.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
@@ -187,7 +194,14 @@ async def publish(
 @click.option(
     "--after", default=0, show_default=True, type=click.IntRange(0), help="Start after this seq."
 )
-@click.option("--limit", "-n", default=100, show_default=True, type=click.IntRange(1, 1000))
+@click.option(
+    "--limit",
+    "-n",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="Most events to print (then continue with --after).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
 @run_async

@@ -63,7 +63,14 @@ def schedules() -> None:
 
 @schedules.command("list")
 @click.option("--workflow", "-w", "workflow_id", help="Only the schedules of this workflow.")
-@click.option("--limit", "-n", default=100, show_default=True, type=click.IntRange(1, 1000))
+@click.option(
+    "--limit",
+    "-n",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="Most rows to print (a page; see --cursor).",
+)
 @click.option("--cursor", help="Cursor printed at the end of the previous page.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context

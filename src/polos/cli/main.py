@@ -121,7 +121,14 @@ def executions() -> None:
     help="Filter by status (repeatable).",
 )
 @click.option("--workflow", "-w", "workflow_id", help="Filter by workflow id.")
-@click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(1, 500))
+@click.option(
+    "--limit",
+    "-n",
+    default=20,
+    show_default=True,
+    type=click.IntRange(1, 500),
+    help="Most rows to print (a page; see --cursor).",
+)
 @click.option("--cursor", help="Cursor printed at the end of the previous page.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
