@@ -8,12 +8,21 @@ calling the model, a tool or a hook again.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pydantic
 import pytest
 
-from polos.agents import Agent, AgentResult, HookContext, HookResult, tool
+from polos.agents import (
+    Agent,
+    AgentResult,
+    GuardrailResult,
+    HookContext,
+    HookResult,
+    executed_tool,
+    tool,
+)
 from polos.llm import ScriptedProvider, ScriptedReply
 from polos.testing import MemoryRecorder, run_once
 
@@ -278,7 +287,8 @@ async def test_on_agent_step_end_stop__after_tools__one_last_call_without_tools(
     )
     result, recorder = await _run_and_replay(agent, provider)
     assert len(provider.requests) == 2 and provider.requests[1].tools == []
-    assert _keys(recorder)[-1] == "llm:final"
+    # The last call has its own on_agent_step_end too; its stop changes nothing.
+    assert _keys(recorder)[-2:] == ["llm:final", "hook:on_agent_step_end:2:0"]
     assert result.stop_reason == "hook" and result.result == "21 in Oslo"
 
 
@@ -352,6 +362,222 @@ async def test_on_agent_step_end_and_on_end_modified_text__add_up() -> None:
     )
     result, _ = await _run_and_replay(agent, provider)
     assert result.result == "21 degrees." and result.messages[-1].content == "21 degrees"
+
+
+# ---------------------------------------------------------------------- the last call (llm:final)
+
+
+def _step_hook(label: str) -> Any:
+    """A step hook that notes ``label:STEP`` (``label:STEP:final`` on the last call)."""
+
+    def hook(ctx: HookContext) -> HookResult | None:
+        CALLS.append(f"{label}:{ctx.step}{':final' if ctx.final else ''}")
+        if ctx.final and label == "on_agent_step_end":
+            # It sees the last answer, at the end of the conversation, as any turn's.
+            assert ctx.messages[-1].role == "assistant" and ctx.messages[-1].content == ctx.text
+        return None
+
+    return hook
+
+
+async def test_final_call__step_hooks_run_around_it_with_keys_of_their_own() -> None:
+    hooks = _logging_hooks()
+    hooks["on_agent_step_start"] = _step_hook("on_agent_step_start")
+    hooks["on_agent_step_end"] = _step_hook("on_agent_step_end")
+    agent, provider = _agent(
+        [_tool_turn("Oslo"), _tool_turn("Rome"), ScriptedReply(text="Oslo 21, Rome 21")],
+        hooks,
+        max_steps=2,
+    )
+    result, recorder = await _run_and_replay(agent, provider)
+    assert len(provider.requests) == 3 and provider.requests[2].tools == []
+    assert result.stop_reason == "max_steps" and result.result == "Oslo 21, Rome 21"
+    assert [s.step for s in result.steps] == [1, 2, 3]
+    assert CALLS == [
+        "on_start",
+        "on_agent_step_start:1",
+        "on_tool_start",
+        "tool:Oslo",
+        "on_tool_end",
+        "on_agent_step_end:1",
+        "on_agent_step_start:2",
+        "on_tool_start",
+        "tool:Rome",
+        "on_tool_end",
+        "on_agent_step_end:2",
+        "on_agent_step_start:3:final",
+        "on_agent_step_end:3:final",
+        "on_end",
+    ]
+    keys = _keys(recorder)
+    assert len(keys) == len(set(keys))  # no key reused, so no "#2" occurrence either
+    assert keys[-4:] == [
+        "hook:on_agent_step_start:3:0",
+        "llm:final",
+        "hook:on_agent_step_end:3:0",
+        "hook:on_end:3:0",
+    ]
+
+    # A worker that died right after the last call: the resumed run does not make it
+    # again, and calls only the hooks that were not recorded.
+    CALLS.clear()
+    partial = [r for r in recorder.records if r.key in keys[:-2]]
+    payload = agent.payload("weather?").model_dump(mode="json")
+    resumed, _ = await run_once(agent, payload, history=partial, attempt=2)
+    assert resumed.error is None, resumed.error
+    assert len(provider.requests) == 3
+    assert CALLS == ["on_agent_step_end:3:final", "on_end"]
+    assert agent.parse_result(resumed.result).result == "Oslo 21, Rome 21"
+
+
+async def test_final_call__on_agent_step_start_stop_skips_it() -> None:
+    def budget(ctx: HookContext) -> HookResult | None:
+        CALLS.append(f"on_agent_step_start:{ctx.step}")
+        return HookResult(stop=True, reason="over budget") if ctx.final else None
+
+    hooks = _logging_hooks()
+    hooks["on_agent_step_start"] = budget
+    agent, provider = _agent(
+        [
+            ScriptedReply(text="looking", tool_calls=[("get_weather", {"city": "Oslo"})]),
+            ScriptedReply(text="never"),
+        ],
+        hooks,
+        max_steps=1,
+    )
+    result, recorder = await _run_and_replay(agent, provider)
+    assert len(provider.requests) == 1  # no llm:final
+    assert "llm:final" not in _keys(recorder)
+    assert "hook:on_agent_step_end:2:0" not in _keys(recorder)
+    assert result.stop_reason == "hook" and result.result == "looking"  # the latest text
+    assert result.total_steps == 1
+    assert CALLS[-3:] == ["on_agent_step_end", "on_agent_step_start:2", "on_end"]
+    _every_call_answered(result)
+
+    # With a modified_text, that is the answer (the assistant's, in the conversation).
+    CALLS.clear()
+    stop = HookResult(stop=True, modified_text="Out of budget: Oslo is 21 degrees.")
+    agent, provider = _agent(
+        [_tool_turn("Oslo"), ScriptedReply(text="never")],
+        {"on_agent_step_start": lambda ctx: stop if ctx.final else None},
+        stop_conditions=[executed_tool("get_weather")],
+    )
+    result, _ = await _run_and_replay(agent, provider)
+    assert len(provider.requests) == 1
+    assert result.stop_reason == "hook"
+    assert result.result == "Out of budget: Oslo is 21 degrees."
+    assert [m.role for m in result.messages] == ["user", "assistant", "tool", "assistant"]
+
+
+async def test_final_call__on_agent_step_start_stop__structured_agent_gets_no_repair_call() -> None:
+    class Verdict(pydantic.BaseModel):
+        valid: bool
+
+    agent, provider = _agent(
+        [_tool_turn("Oslo"), ScriptedReply(text='{"valid": true}')],
+        {"on_agent_step_start": lambda ctx: HookResult(stop=True) if ctx.final else None},
+        output_schema=Verdict,
+        max_steps=1,
+    )
+    result, recorder = await _run_and_replay(agent, provider)
+    assert len(provider.requests) == 1 and "llm:repair" not in _keys(recorder)
+    assert result.stop_reason == "hook" and result.result is None
+
+
+async def test_final_call__on_agent_step_end_modified_text_replaces_the_answer() -> None:
+    def polish(ctx: HookContext) -> HookResult | None:
+        CALLS.append(f"on_agent_step_end:{ctx.step}")
+        return HookResult(modified_text=f"{ctx.text} (checked)") if ctx.final else None
+
+    def on_end(ctx: HookContext) -> None:
+        CALLS.append(f"on_end:{ctx.text}")
+
+    agent, provider = _agent(
+        [_tool_turn("Oslo"), ScriptedReply(text="21 in Oslo")],
+        {"on_agent_step_end": polish, "on_end": on_end},
+        stop_conditions=[executed_tool("get_weather")],
+    )
+    result, _ = await _run_and_replay(agent, provider)
+    assert len(provider.requests) == 2 and provider.requests[1].tools == []
+    assert result.stop_reason == "executed_tool"
+    assert result.result == "21 in Oslo (checked)" and result.text == "21 in Oslo (checked)"
+    assert result.steps[-1].text == "21 in Oslo (checked)"
+    assert (result.messages[-1].role, result.messages[-1].content) == (
+        "assistant",
+        "21 in Oslo (checked)",
+    )
+    assert CALLS == [
+        "tool:Oslo",
+        "on_agent_step_end:1",
+        "on_agent_step_end:2",
+        "on_end:21 in Oslo (checked)",
+    ]
+
+
+async def test_final_call__on_agent_step_end_stop_changes_nothing_and_later_hooks_still_run() -> (
+    None
+):
+    agent, provider = _agent(
+        [_tool_turn("Oslo"), ScriptedReply(text="21 in Oslo")],
+        {
+            "on_agent_step_end": [
+                lambda ctx: HookResult(stop=True, reason="done") if ctx.final else None,
+                lambda ctx: HookResult(modified_text=f"{ctx.text}.") if ctx.final else None,
+            ]
+        },
+        max_steps=1,
+    )
+    result, recorder = await _run_and_replay(agent, provider)
+    assert result.stop_reason == "max_steps" and result.result == "21 in Oslo."
+    assert "hook:on_agent_step_end:2:1" in _keys(recorder)
+
+
+async def test_final_call__structured_output_validates_the_rewritten_answer() -> None:
+    class Verdict(pydantic.BaseModel):
+        valid: bool
+
+    def to_json(ctx: HookContext) -> HookResult | None:
+        if not ctx.final:
+            return None
+        return HookResult(modified_text=json.dumps({"valid": "yes" in ctx.text}))
+
+    agent, provider = _agent(
+        [_tool_turn("Oslo"), ScriptedReply(text="yes, it is valid")],
+        {"on_agent_step_end": to_json},
+        output_schema=Verdict,
+        max_steps=1,
+    )
+    result, recorder = await _run_and_replay(agent, provider)
+    assert len(provider.requests) == 2 and "llm:repair" not in _keys(recorder)
+    assert result.result == Verdict(valid=True) and result.stop_reason == "max_steps"
+
+
+async def test_final_call__output_guardrails_check_it_before_on_agent_step_end() -> None:
+    def no_numbers(ctx: Any) -> GuardrailResult:
+        return GuardrailResult(passed=not any(c.isdigit() for c in ctx.text), reason="numbers")
+
+    def seen(ctx: HookContext) -> None:
+        CALLS.append(f"on_agent_step_end:{ctx.step}:{ctx.text}")
+
+    agent, provider = _agent(
+        [_tool_turn("Oslo"), ScriptedReply(text="21 in Oslo"), ScriptedReply(text="warm")],
+        {"on_agent_step_end": seen},
+        guardrails=[no_numbers],
+        max_steps=1,
+    )
+    result, recorder = await _run_and_replay(agent, provider)
+    assert result.result == "warm" and result.stop_reason == "max_steps"
+    # The refused answer was asked again, still without tools, with the reason.
+    assert len(provider.requests) == 3 and provider.requests[2].tools == []
+    assert "numbers" in provider.requests[2].messages[-1].content
+    assert CALLS == ["tool:Oslo", "on_agent_step_end:1:", "on_agent_step_end:2:warm"]
+    assert _keys(recorder)[-5:] == [
+        "llm:final",
+        "guardrail:2:0",
+        "llm:final#2",
+        "guardrail:2:0#2",
+        "hook:on_agent_step_end:2:0",
+    ]
 
 
 # ---------------------------------------------------------------------- parallel tool hooks

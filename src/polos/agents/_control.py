@@ -199,15 +199,17 @@ class HookResult(BaseModel):
     to the model). The hooks after the stopping one, for the same event, are not called.
 
     * ``on_start``: no model call at all;
-    * ``on_agent_step_start``: no model call for that step, nor after;
+    * ``on_agent_step_start``: no model call for that step, nor after (before the last
+      call without tools, ``llm:final``: the run ends without it);
     * ``on_tool_start``: that call does not run (the model is told it was not run), nor
       any later call of the turn (calls already running at once with it finish); no
       model call after;
     * ``on_tool_end``: the turn's other calls still run, then one last model call
       without tools (``llm:final``, as for a stop condition) gives the answer;
     * ``on_agent_step_end``: no more turns; if that answer asked for tools, one last
-      model call without tools gives the answer;
-    * ``on_end``: nothing (the run is ending).
+      model call without tools gives the answer (after that last call, ``llm:final``:
+      nothing, as for ``on_end``);
+    * ``on_end``: nothing (the run is ending; the hooks after it are still called).
 
     With ``stop=True``, a ``modified_text`` is the answer the run ends with, without a
     last model call (``on_agent_step_end``'s replaces that model answer in the
@@ -242,6 +244,9 @@ class HookContext:
     tool_call: ToolCall | None = None
     tool_output: str | None = None
     messages: Sequence[Message] = field(default_factory=tuple)
+    final: bool = False
+    """``on_agent_step_*`` only: this is the last model call, made without tools after a
+    stop condition or a hook's stop (``llm:final``, numbered one after the last turn)."""
 
 
 HookFn = Callable[[HookContext], HookResult | Awaitable[HookResult | None] | None]

@@ -174,17 +174,7 @@ class AgentRun:
             if started.stop:
                 return self._vetoed(started)
             response = await self._answer(n)
-            step = AgentStep(
-                step=n,
-                text=response.text,
-                reasoning=response.reasoning,
-                tool_calls=response.tool_calls,
-                usage=response.usage,
-            )
-            self.steps.append(step)
-            self.usage = self.usage + response.usage
-            at = len(self.messages)
-            self.messages.append(response.as_message())
+            step, at = self._record(n, response)
             self.tool_vetoes, self.tool_stops = {}, {}
             if self._concurrent(response.tool_calls):
                 # Each call is its own step, keyed by its call id: replay finds each
@@ -211,11 +201,7 @@ class AgentRun:
                     self.stop_reason = "handoff"
                     return self.handed_over.text
             ended = await self._hooks("on_agent_step_end", step=n, text=response.text)
-            if ended.modified_text is not None:
-                # The answer as the hook rewrote it: in the conversation and the result.
-                response = response.model_copy(update={"text": ended.modified_text})
-                step.text = response.text
-                self.messages[at] = response.as_message()
+            response = self._rewrite(response, step, at, ended)
             veto = self._first(self.tool_vetoes, response.tool_calls)
             if veto is not None:
                 return self._vetoed(veto)
@@ -284,20 +270,51 @@ class AgentRun:
         return None
 
     async def _final_text(self, n: int, last: LLMResponse) -> str:
-        """The run stops after tool calls: one more model call, without tools, to answer."""
+        """The run stops after tool calls: one more model call, without tools, to answer.
+
+        That call (``llm:final``) is a turn of its own, numbered ``n + 1``: no turn of the
+        loop has that number, so its hook and guardrail steps have keys of their own. Its
+        ``on_agent_step_start`` hooks may keep it from being made (the run ends as after
+        any such stop); its output guardrails check it; its ``on_agent_step_end`` hooks may
+        rewrite it (their ``stop`` changes nothing: it is the last call anyway).
+        """
         if not last.tool_calls:
             return last.text
-        response = await self._llm("llm:final", self._request(tools=False))
-        # Without tools offered, a call asked for anyway cannot run: keep only the text.
-        response = response.model_copy(update={"tool_calls": []})
+        n += 1
+        started = await self._hooks("on_agent_step_start", step=n, final=True)
+        if started.stop:
+            return self._vetoed(started)
+        response = await self._answer(n, final=True)
+        step, at = self._record(n, response)
+        ended = await self._hooks("on_agent_step_end", step=n, text=response.text, final=True)
+        return self._rewrite(response, step, at, ended).text
+
+    def _record(self, n: int, response: LLMResponse) -> tuple[AgentStep, int]:
+        """Turn ``n``'s answer in the run's steps, usage and conversation; the step, and
+        where the answer is in the conversation."""
+        step = AgentStep(
+            step=n,
+            text=response.text,
+            reasoning=response.reasoning,
+            tool_calls=response.tool_calls,
+            usage=response.usage,
+        )
+        self.steps.append(step)
         self.usage = self.usage + response.usage
         self.messages.append(response.as_message())
-        self.steps.append(
-            AgentStep(
-                step=n + 1, text=response.text, reasoning=response.reasoning, usage=response.usage
-            )
-        )
-        return response.text
+        return step, len(self.messages) - 1
+
+    def _rewrite(
+        self, response: LLMResponse, step: AgentStep, at: int, ended: HookResult
+    ) -> LLMResponse:
+        """The answer as ``on_agent_step_end`` hooks rewrote it: in the conversation and
+        the result."""
+        if ended.modified_text is None:
+            return response
+        response = response.model_copy(update={"text": ended.modified_text})
+        step.text = response.text
+        self.messages[at] = response.as_message()
+        return response
 
     # ------------------------------------------------------------------ session memory
 
@@ -409,14 +426,20 @@ class AgentRun:
                 units = min(units, a.token_rate_limit.limit)  # more could never be granted
             await self.ctx.step.acquire(a.token_rate_limit, units, step_key=f"rate:{key}:tokens")
 
-    async def _answer(self, n: int) -> LLMResponse:
+    async def _answer(self, n: int, *, final: bool = False) -> LLMResponse:
         """Turn ``n``'s model answer, re-asked (with the reason) while an output guardrail
-        refuses it, up to ``guardrail_max_retries`` times."""
+        refuses it, up to ``guardrail_max_retries`` times.
+
+        ``final``: the last call (``llm:final``), made without tools; a call the model asks
+        for anyway cannot run, so only its text is kept (and checked).
+        """
         feedback: list[Message] = []
         for _ in range(self.agent.guardrail_max_retries + 1):
-            request = self._request()
+            request = self._request(tools=not final)
             request.messages.extend(feedback)
-            response = await self._llm(f"llm:{n}", request)
+            response = await self._llm("llm:final" if final else f"llm:{n}", request)
+            if final:
+                response = response.model_copy(update={"tool_calls": []})
             refused = await self._check_output(n, response)
             if refused is None:
                 return response
@@ -428,8 +451,9 @@ class AgentRun:
                     role="user", content=f"Your answer was refused: {refused.reason}. Try again."
                 ),
             ]
+        which = "the last call (llm:final)" if final else f"turn {n}"
         raise AgentError(
-            f"agent {self.agent.id!r}: every answer of turn {n} was refused by a guardrail "
+            f"agent {self.agent.id!r}: every answer of {which} was refused by a guardrail "
             f"({self.agent.guardrail_max_retries + 1} tries)"
         )
 
@@ -601,12 +625,15 @@ class AgentRun:
         text: str = "",
         tool_call: ToolCall | None = None,
         tool_output: str | None = None,
+        final: bool = False,
     ) -> HookResult:
         """Run the hooks of ``event`` in order, each a recorded step; their changes add up.
 
-        A hook that stops the run is the last one called for this event (``on_end`` hooks
-        are all called: the run is ending anyway, their ``stop`` changes nothing).
+        A hook that stops the run is the last one called for this event (``on_end`` hooks,
+        and ``on_agent_step_end`` hooks of the last call, ``final``, are all called: the
+        run is ending anyway, their ``stop`` changes nothing).
         """
+        stoppable = event != "on_end" and not (final and event == "on_agent_step_end")
         merged = HookResult()
         # Tool hooks are keyed by their call: calls of one turn may run at once and end in
         # any order, and on replay each must find its own decision, not another call's.
@@ -625,6 +652,7 @@ class AgentRun:
                 if merged.modified_output is not None
                 else tool_output,
                 messages=tuple(self.messages),
+                final=final,
             )
 
             async def call(hook: Any = hook, context: HookContext = context) -> dict[str, Any]:
@@ -635,7 +663,7 @@ class AgentRun:
             )
             updates = {k: v for k, v in got.model_dump().items() if v not in (None, False, "")}
             merged = merged.model_copy(update=updates)
-            if merged.stop and event != "on_end":
+            if merged.stop and stoppable:
                 break
         return merged
 
