@@ -580,6 +580,145 @@ async def test_final_call__output_guardrails_check_it_before_on_agent_step_end()
     ]
 
 
+# ---------------------------------------------------------------------- the repair call (llm:repair)
+
+
+class Forecast(pydantic.BaseModel):
+    city: str
+    degrees: int
+
+
+_REPAIRED = '{"city": "Oslo", "degrees": 21}'
+
+
+async def test_repair__its_answer_is_the_run_text_what_on_end_sees_and_the_last_message() -> None:
+    def seen(ctx: HookContext) -> None:
+        CALLS.append(f"on_end:{ctx.text}")
+
+    agent, provider = _agent(
+        [ScriptedReply(text="It is 21 degrees in Oslo."), ScriptedReply(text=_REPAIRED)],
+        {"on_end": seen},
+        output_schema=Forecast,
+    )
+    result, recorder = await _run_and_replay(agent, provider)
+    assert result.result == Forecast(city="Oslo", degrees=21)
+    assert result.text == _REPAIRED
+    assert list(CALLS) == [f"on_end:{_REPAIRED}"]
+    assert (result.messages[-1].role, result.messages[-1].content) == ("assistant", _REPAIRED)
+    assert "does not match" in result.messages[-2].content
+    assert _keys(recorder) == ["llm:1", "llm:repair", "hook:on_end:1:0"]
+
+
+async def test_repair__output_guardrails_check_and_redact_the_repaired_answer() -> None:
+    def redact(ctx: Any) -> GuardrailResult:
+        CALLS.append(f"guardrail:{ctx.text}")
+        return GuardrailResult(passed=True, modified_text=ctx.text.replace("Oslo", "[city]"))
+
+    def seen(ctx: HookContext) -> None:
+        CALLS.append(f"on_end:{ctx.text}")
+
+    agent, provider = _agent(
+        [ScriptedReply(text="21 in Oslo"), ScriptedReply(text=_REPAIRED)],
+        {"on_end": seen},
+        output_schema=Forecast,
+        guardrails=[redact],
+    )
+    result, recorder = await _run_and_replay(agent, provider)
+    redacted = _REPAIRED.replace("Oslo", "[city]")
+    assert result.result == Forecast(city="[city]", degrees=21)
+    assert result.text == redacted
+    assert result.messages[-1].content == redacted
+    assert list(CALLS) == [
+        "guardrail:21 in Oslo",
+        f"guardrail:{_REPAIRED}",
+        f"on_end:{redacted}",
+    ]
+    assert _keys(recorder) == [
+        "llm:1",
+        "guardrail:1:0",
+        "llm:repair",
+        "guardrail:repair:0",
+        "hook:on_end:1:0",
+    ]
+
+
+async def test_repair__a_refused_repaired_answer_is_asked_again_with_the_reason() -> None:
+    def no_heat(ctx: Any) -> GuardrailResult:
+        CALLS.append("guardrail")
+        return GuardrailResult(passed="99" not in ctx.text, reason="implausible")
+
+    agent, provider = _agent(
+        [
+            ScriptedReply(text="hot"),
+            ScriptedReply(text='{"city": "Oslo", "degrees": 99}'),
+            ScriptedReply(text=_REPAIRED),
+        ],
+        {},
+        output_schema=Forecast,
+        guardrails=[no_heat],
+    )
+    result, recorder = await _run_and_replay(agent, provider)
+    assert result.result == Forecast(city="Oslo", degrees=21) and result.text == _REPAIRED
+    # Asked again without tools, with the refused answer and the reason.
+    assert provider.requests[2].tools == []
+    assert "implausible" in provider.requests[2].messages[-1].content
+    assert result.messages[-1].content == _REPAIRED
+    assert _keys(recorder) == [
+        "llm:1",
+        "guardrail:1:0",
+        "llm:repair",
+        "guardrail:repair:0",
+        "llm:repair#2",
+        "guardrail:repair:0#2",
+    ]
+
+
+async def test_repair__every_repaired_answer_refused__fails_with_agent_error() -> None:
+    agent, _ = _agent(
+        [ScriptedReply(text="hot")] + [ScriptedReply(text=_REPAIRED)] * 3,
+        {},
+        output_schema=Forecast,
+        guardrails=[lambda ctx: GuardrailResult(passed="{" not in ctx.text, reason="no")],
+        guardrail_max_retries=2,
+    )
+    outcome, _ = await run_once(agent, agent.payload("weather?").model_dump(mode="json"))
+    assert outcome.error is not None and outcome.error.type == "polos.errors.AgentError"
+    assert "llm:repair" in outcome.error.message
+
+
+async def test_repair__session_memory_saves_the_repaired_answer_last() -> None:
+    saved: list[list[dict[str, Any]]] = []
+
+    class Sessions:
+        async def get(self, session_id: str) -> Any:
+            return type("Memory", (), {"summary": None, "messages": [], "version": 0})()
+
+        async def save(
+            self, session_id: str, messages: list[dict[str, Any]], summary: str | None = None,
+            expected_version: int | None = None,
+        ) -> Any:  # fmt: skip
+            saved.append(list(messages))
+            return type("Memory", (), {"summary": summary, "messages": messages, "version": 1})()
+
+    class Client:
+        sessions = Sessions()
+
+    agent, _ = _agent(
+        [ScriptedReply(text="21 in Oslo"), ScriptedReply(text=_REPAIRED)],
+        {},
+        output_schema=Forecast,
+        guardrails=[
+            lambda ctx: GuardrailResult(passed=True, modified_text=ctx.text.replace("Oslo", "OSLO"))
+        ],
+    )
+    agent.attach(Client())  # type: ignore[arg-type]
+    payload = agent.payload("weather?", session_id="s1").model_dump(mode="json")
+    outcome, _ = await run_once(agent, payload)
+    assert outcome.error is None, outcome.error
+    assert saved[-1][-1]["role"] == "assistant"
+    assert saved[-1][-1]["content"] == _REPAIRED.replace("Oslo", "OSLO")
+
+
 # ---------------------------------------------------------------------- parallel tool hooks
 
 

@@ -131,7 +131,7 @@ class AgentRun:
                 and not isinstance(handed.result, str)
             ):
                 answer = result_text(handed)
-            result = await self._structured(answer)
+            answer, result = await self._structured(answer)
         final = await self._hooks("on_end", step=len(self.steps), text=answer)
         if final.modified_text is not None:
             answer = final.modified_text
@@ -433,14 +433,23 @@ class AgentRun:
         ``final``: the last call (``llm:final``), made without tools; a call the model asks
         for anyway cannot run, so only its text is kept (and checked).
         """
+        if final:
+            return await self._checked("llm:final", str(n), "the last call (llm:final)", False)
+        return await self._checked(f"llm:{n}", str(n), f"turn {n}", True)
+
+    async def _checked(self, key: str, where: str, which: str, tools: bool) -> LLMResponse:
+        """A model call (step ``key``) whose answer the output guardrails check (steps
+        ``guardrail:WHERE:I``), re-asked with the reason while one refuses it; ``which``
+        names the call in the error when every answer is refused. Without ``tools``, a
+        tool call the model asks for anyway cannot run: only the answer's text is kept."""
         feedback: list[Message] = []
         for _ in range(self.agent.guardrail_max_retries + 1):
-            request = self._request(tools=not final)
+            request = self._request(tools=tools)
             request.messages.extend(feedback)
-            response = await self._llm("llm:final" if final else f"llm:{n}", request)
-            if final:
+            response = await self._llm(key, request)
+            if not tools:
                 response = response.model_copy(update={"tool_calls": []})
-            refused = await self._check_output(n, response)
+            refused = await self._check_output(where, response)
             if refused is None:
                 return response
             if isinstance(refused, str):
@@ -451,7 +460,6 @@ class AgentRun:
                     role="user", content=f"Your answer was refused: {refused.reason}. Try again."
                 ),
             ]
-        which = "the last call (llm:final)" if final else f"turn {n}"
         raise AgentError(
             f"agent {self.agent.id!r}: every answer of {which} was refused by a guardrail "
             f"({self.agent.guardrail_max_retries + 1} tries)"
@@ -537,15 +545,25 @@ class AgentRun:
 
     # ------------------------------------------------------------------ structured output
 
-    async def _structured(self, answer: str) -> Any:
-        """The final answer validated against ``output_schema``; one repair call if it fails."""
+    async def _structured(self, answer: str) -> tuple[str, Any]:
+        """The final answer and its value, validated against ``output_schema``; one repair
+        call if it does not match.
+
+        The repair call (``llm:repair``) is checked by the output guardrails like any
+        answer (steps ``guardrail:repair:I``, asked again while one refuses it), and its
+        answer, as they left it, replaces the run's: in the conversation (after the repair
+        request), as the run's text and as what ``on_end`` hooks see. It is not a turn:
+        no step hooks, no entry in the run's steps.
+        """
         schema = self.agent.output_schema
         assert schema is not None
         error = _validate(schema, answer)
         if error is None:
-            return json.loads(answer) if answer.strip() else None
+            return answer, json.loads(answer) if answer.strip() else None
         self.messages.append(Message(role="user", content=_REPAIR.format(error=error)))
-        response = await self._llm("llm:repair", self._request(tools=False))
+        response = await self._checked(
+            "llm:repair", "repair", "the repair call (llm:repair)", False
+        )
         self.usage = self.usage + response.usage
         self.messages.append(response.as_message())
         repaired = _validate(schema, response.text)
@@ -555,7 +573,7 @@ class AgentRun:
                 f"after one repair: {repaired}",
                 raw=response.text,
             )
-        return json.loads(response.text)
+        return response.text, json.loads(response.text)
 
     # ------------------------------------------------------------------ guardrails and hooks
 
@@ -567,11 +585,16 @@ class AgentRun:
                     f"agent {self.agent.id!r}: input refused by guardrail {g.name!r}: {decision.reason}"
                 )
 
-    async def _check_output(self, n: int, response: LLMResponse) -> GuardrailResult | str | None:
-        """None: every guardrail passed; a str: passed with this text instead; else the refusal."""
+    async def _check_output(
+        self, where: str, response: LLMResponse
+    ) -> GuardrailResult | str | None:
+        """None: every guardrail passed; a str: passed with this text instead; else the refusal.
+
+        ``where``: the turn's number, or ``repair`` for the structured-output repair call.
+        """
         text, changed = response.text, False
         for i, g in enumerate(self.agent.guardrails):
-            key = f"guardrail:{n}:{i}"
+            key = f"guardrail:{where}:{i}"
             decision = await self._guardrail(key, g, "output", text, response.tool_calls)
             if not decision.passed:
                 return decision
