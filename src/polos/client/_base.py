@@ -49,8 +49,11 @@ class ExecutionHandle:
 
     def __init__(self, client: PolosClient, execution_id: str, workflow_id: str) -> None:
         self.client = client
+        """The client the handle's calls go through."""
         self.id = execution_id
+        """The execution's id (pass it to ``PolosClient.get_execution``, ``cancel``...)."""
         self.workflow_id = workflow_id
+        """The workflow the execution runs."""
 
     async def get(self) -> Execution:
         """The execution as the orchestrator sees it now."""

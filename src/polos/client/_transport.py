@@ -24,6 +24,7 @@ from polos.errors import (
 from polos.protocol import API_PREFIX, PROJECT_HEADER
 
 DEFAULT_API_URL = "http://127.0.0.1:8080"
+"""The orchestrator URL a client uses when neither ``api_url`` nor ``POLOS_API_URL`` is set."""
 
 
 def parse_api_urls(value: str | Sequence[str]) -> list[str]:

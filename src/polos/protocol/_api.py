@@ -115,60 +115,105 @@ class AttemptInfo(BaseModel):
 
 
 class Execution(BaseModel):
-    """An execution as the API shows it."""
+    """An execution as the API shows it. Times are epoch milliseconds (UTC)."""
 
     id: str
+    """Unique id of the execution."""
     project_id: str
+    """The project it belongs to."""
     workflow_id: str
+    """The workflow (or agent) it runs."""
     status: ExecutionStatus
+    """Where it is in its lifecycle: queued, running, waiting, completed, failed or cancelled."""
     payload: Any = None
+    """The JSON payload it was started with."""
     result: Any = None
+    """The workflow's return value (JSON), once it has completed; None until then."""
     error: ErrorInfo | None = None
+    """Why it ended failed or cancelled (type, message, traceback); None otherwise."""
     state: Any = None
+    """Its latest recorded ``ctx.state`` (JSON): the initial state until a step, a wait or
+    the end of an attempt records a change."""
     attempt: int = Field(description="How many times the execution was claimed by a worker.")
+    """How many times the execution was claimed by a worker (0 until the first claim; a
+    retry call does not reset it)."""
     failed_attempts: int = 0
+    """Attempts that ended with the workflow raising, counted against its retry policy's
+    ``max_attempts``; a retry call resets it."""
     crashed_attempts: int = 0
+    """Attempts lost because their worker died or lost its lease, counted against
+    ``max_recovery_attempts``; a retry call resets it."""
     attempts: list[AttemptInfo] = Field(default_factory=list)
+    """The attempts that did not succeed (failed, crashed, released, timed out or retried),
+    oldest first."""
     worker_id: str | None = None
+    """The worker running it now; None unless it is running."""
     parent_id: str | None = None
+    """For a child execution: the execution that started it; None for a top-level one."""
     root_id: str | None = None
+    """The top-level execution of its tree (its own id for a top-level execution)."""
     parent_step_key: str | None = Field(
         default=None, description="For a child: the parent's step that started it."
     )
+    """For a child: the parent's step that started it."""
     trigger_event: Any = Field(
         default=None,
         description="For an execution started by an event: the event (or, for a batch, the "
         "events) without data (the payload holds it).",
     )
+    """For an execution started by an event: the event (or, for a batch, the events)
+    without data (the payload holds it)."""
     idempotency_key: str | None = None
+    """The idempotency key it was started with, if any (starting again with the same key
+    returns this execution)."""
     queue: str | None = None
+    """The queue it runs in (its limits apply): the one given when it was started, else the
+    workflow's; None when neither has one (no queue limits)."""
     concurrency_key: str | None = None
+    """The key its queue's concurrency limit is counted per (e.g. a tenant id), if any."""
     priority: int = 0
+    """Claim order among queued executions: higher first, then the earliest available."""
     code_fingerprint: str | None = None
+    """Hash of the workflow code that first ran it (recorded at its first claim)."""
     code_changed: bool = Field(
         default=False, description="True when a later attempt ran under different workflow code."
     )
+    """True when a later attempt ran under different workflow code (another
+    ``code_fingerprint``)."""
     created_at: int
+    """When it was created."""
     started_at: int | None = None
+    """When a worker first claimed it; None until then (later attempts keep it)."""
     completed_at: int | None = None
+    """When it ended (completed, failed or cancelled); None while unfinished."""
     updated_at: int
+    """When its record last changed (status, state, attempts...)."""
     available_at: int = Field(description="When a queued execution may next be claimed.")
+    """When a queued execution may next be claimed (later than now while a retry backs
+    off)."""
     cancelled_by: str | None = Field(
         default=None,
-        description="Who cancelled it and why ('api', 'alice: reason', 'parent <id> "
-        "cancelled'...); completed_at says when.",
+        description="Who cancelled it and why ('api', 'alice: reason', 'ancestor <id> "
+        "cancelled by api', 'ancestor <id> timed out'...); completed_at says when.",
     )
+    """Who cancelled it and why (``'api'``, ``'alice: reason'``, ``'ancestor <id> cancelled
+    by api'``, ``'ancestor <id> timed out'``...); ``completed_at`` says when. None unless
+    cancelled."""
     run_timeout_ms: int | None = Field(
         default=None, description="Run timeout (the workflow's or the invocation's)."
     )
+    """Run timeout in milliseconds (the invocation's, else the workflow's); None: none."""
     timeout_counts_waits: bool = Field(
         default=False, description="Whether time parked at waits counts against the run timeout."
     )
+    """Whether time parked at waits counts against the run timeout."""
     deadline_at: int | None = Field(
         default=None,
         description="When the execution times out if it is still unfinished (set while it runs, "
         "and while it waits when waits count); null otherwise.",
     )
+    """When the execution times out if it is still unfinished (set while it runs, and while
+    it waits when waits count); None otherwise."""
 
 
 class InvokeResponse(Execution):

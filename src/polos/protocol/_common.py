@@ -27,15 +27,25 @@ class ExecutionStatus(enum.StrEnum):
     """Lifecycle of an execution.
 
     ``queued → running → completed | failed | cancelled``; a running execution
-    whose worker dies goes back to ``queued`` (a new attempt).
+    whose worker dies goes back to ``queued`` (a new attempt), and one that reaches a
+    wait step is ``waiting`` until the wait ends, then ``queued`` again.
     """
 
     QUEUED = "queued"
+    """Waiting for a worker to claim it: new, backing off before a retry, resumed after a
+    wait, or back after its worker died."""
     RUNNING = "running"
+    """Claimed by a worker; an attempt is in progress."""
     WAITING = "waiting"
+    """Parked at a wait step (suspend, sleep, event, children, rate limit), holding no
+    worker."""
     COMPLETED = "completed"
+    """Finished: the workflow returned; ``result`` holds its value."""
     FAILED = "failed"
+    """Finished: it raised with no retry left, timed out, or its workers died too often;
+    ``error`` says why."""
     CANCELLED = "cancelled"
+    """Finished: cancelled (itself or with an ancestor); ``cancelled_by`` says by whom."""
 
     @property
     def is_terminal(self) -> bool:
@@ -104,16 +114,30 @@ class StepRecord(BaseModel):
     """One entry of an execution's step log."""
 
     key: str = Field(description="Step key with its occurrence suffix ('charge', 'charge#2').")
+    """Step key with its occurrence suffix (``'charge'``, then ``'charge#2'`` for the second
+    step with that key)."""
     seq: int = Field(description="Order in which the step was first recorded (1-based).")
+    """Order in which the step was first recorded (1-based)."""
     kind: StepKind
+    """What the step was (``run``, ``llm``, ``tool``, ``sleep``, ``suspend``, ``wait_event``,
+    ``invoke``, ``uuid``...); replay checks it at each key."""
     output: Any = None
+    """The step's JSON result (for a wait step: what ended the wait); None when it failed."""
     output_type: str | None = Field(
         default=None,
         description="'module:QualName' of the output's class, to rebuild it on replay.",
     )
+    """``'module:QualName'`` of the output's class, to rebuild it on replay."""
     error: ErrorInfo | None = None
+    """Why the step failed (after its retries); None when it succeeded."""
     attempts: int = 1
+    """How many times the step ran (1 plus its retries)."""
     started_at: int | None = None
+    """When the step started (epoch ms)."""
     completed_at: int | None = None
+    """When the step's outcome was recorded (epoch ms)."""
     has_state: bool = Field(default=False, description="Whether 'state' holds a snapshot.")
+    """Whether ``state`` holds a snapshot (only when ``ctx.state`` changed since the last
+    one)."""
     state: Any = None
+    """Snapshot of ``ctx.state`` taken when the step was recorded, restored on replay."""

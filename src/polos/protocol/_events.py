@@ -48,14 +48,25 @@ class Event(BaseModel):
     """One event of a topic's log."""
 
     id: str = Field(description="Unique id of the event.")
+    """Unique id of the event."""
     topic: str
+    """The topic it was published on."""
     seq: int = Field(description="Position in the topic's log (1-based, no gaps).")
+    """Position in the topic's log (1-based, no gaps); also the id of its server-sent
+    event."""
     data: Any = None
+    """The event's JSON value."""
     created_at: int = Field(description="When it was published (epoch ms).")
+    """When it was published (epoch ms)."""
     idempotency_key: str | None = None
+    """The idempotency key it was published with, if any (publishing again with it returns
+    this event)."""
     source_execution_id: str | None = Field(
-        default=None, description="The execution that published it (ctx.step.publish_event)."
+        default=None,
+        description="The execution that published it (ctx.step.publish_event or ctx.emit).",
     )
+    """The execution that published it (``ctx.step.publish_event`` or ``ctx.emit``); None
+    when published through the API (the client, the CLI)."""
 
 
 class PublishResponse(Event):
@@ -102,19 +113,34 @@ class WaitInfo(BaseModel):
     """An execution parked at a wait step (holding no worker)."""
 
     execution_id: str
+    """The waiting execution."""
     workflow_id: str
+    """The workflow that execution runs."""
     root_id: str | None = None
+    """The top-level execution of its tree (its own id for a top-level execution)."""
     step_key: str = Field(description="The wait step's key, with its occurrence suffix.")
+    """The wait step's key, with its occurrence suffix (``'approval'``, ``'approval#2'``);
+    pass it to resume a suspended execution."""
     kind: WaitKind
+    """What it waits for: a resume, an event, a time, children or rate-limit units."""
     data: Any = Field(default=None, description="What suspend() attached for the human.")
+    """For suspend waits: what ``suspend()`` attached for the human; None for other
+    kinds."""
     topic: str | None = Field(default=None, description="For event waits: the topic.")
+    """For event waits: the topic; None for other kinds."""
     expires_at: int | None = Field(
-        default=None, description="Timeout (or, for sleeps, wake-up time) in epoch ms."
+        default=None,
+        description="Timeout (or, for sleeps, wake-up time; for rate-limit waits, when units "
+        "may next be free) in epoch ms.",
     )
+    """Timeout (or, for sleeps, the wake-up time; for rate-limit waits, when units may next
+    be free) in epoch ms; None: it waits without a timeout."""
     pending_children: int | None = Field(
         default=None, description="For child waits: how many children have not finished."
     )
+    """For child waits: how many children have not finished; None for other kinds."""
     created_at: int
+    """When the execution parked at this wait (epoch ms)."""
 
 
 class WaitPage(BaseModel):

@@ -128,22 +128,41 @@ class Schedule(BaseModel):
     """A schedule as the API shows it. Times are epoch ms (UTC)."""
 
     id: str
+    """Id of the schedule, the same every time for one ``(project, workflow, key)``."""
     workflow_id: str
+    """The workflow it starts."""
     key: str
+    """Its key: one schedule per ``(workflow, key)`` (``'global'`` unless given)."""
     cron: str
+    """The cron expression (five fields, or ``@daily``...)."""
     timezone: str
+    """The IANA time zone the cron is evaluated in."""
     payload: Any = None
+    """Given to every run as ``SchedulePayload.data``; None when it has none."""
     status: ScheduleStatus
+    """``active`` (its slots fire) or ``paused``."""
     catchup: CatchupPolicy
+    """What happens to slots missed while no orchestrator was running."""
     overlap: OverlapPolicy
+    """What a slot does while the previous run has not finished."""
     source: ScheduleSource
+    """Who manages it: ``decorator`` (``@workflow(schedule=...)``, kept in sync by the
+    workers) or ``api``."""
     next_at: int | None = Field(default=None, description="The next slot (None while paused).")
+    """The next slot (None while paused, or when the cron never fires again)."""
     last_slot_at: int | None = Field(
         default=None, description="Slot time of the last execution the schedule started."
     )
+    """Slot time of the last execution the schedule started (for a trigger, the time of
+    the trigger); None before the first."""
     last_execution_id: str | None = None
+    """The last execution the schedule started (by a slot or a trigger); None before the
+    first."""
     created_at: int
+    """When the schedule was created."""
     updated_at: int
+    """When the schedule last changed (edited, paused, resumed, triggered, or a slot came
+    due)."""
 
 
 class ScheduleList(BaseModel):
@@ -180,24 +199,24 @@ class SchedulePayload(BaseModel):
 
     The datetimes carry the UTC offset the schedule's zone had at that moment (an
     exact instant; ``dt.astimezone(ZoneInfo(payload.timezone))`` gives the zone itself).
-
-    Attributes:
-        timestamp: the slot this run is for, in the schedule's time zone (not the
-            moment it started: a late or caught-up run still says which slot it is).
-        last_timestamp: the slot of the schedule's previous run (None for the first).
-        timezone: the schedule's IANA time zone.
-        schedule_id: the schedule's id.
-        key: the schedule's key (e.g. the user it runs for).
-        upcoming: the slot after this one (None if the cron never fires again).
-        data: the schedule's ``payload``, if it has one.
-        manual: True when started by a trigger-now call rather than by the cron.
     """
 
     timestamp: datetime
+    """The slot this run is for, in the schedule's time zone (not the moment it started: a
+    late or caught-up run still says which slot it is; a trigger-now run gets the trigger
+    time)."""
     last_timestamp: datetime | None = None
+    """The slot of the schedule's previous run (None for the first)."""
     timezone: str = "UTC"
+    """The schedule's IANA time zone."""
     schedule_id: str
+    """The schedule's id."""
     key: str = "global"
+    """The schedule's key (e.g. the user it runs for)."""
     upcoming: datetime | None = None
+    """The slot after this one (None if the cron never fires again; for a trigger-now run,
+    the schedule's next slot, None while it is paused)."""
     data: Any = None
+    """The schedule's ``payload``, if it has one."""
     manual: bool = False
+    """True when started by a trigger-now call rather than by the cron."""
