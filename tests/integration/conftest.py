@@ -6,6 +6,7 @@ are printed at teardown (pytest shows them under "Captured stdout teardown").
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -13,9 +14,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import pytest
@@ -31,6 +32,8 @@ SQLITE_ONLY = pytest.mark.sqlite_only
 (CLI output, link signing, the OTLP exporter, input validation): the store behaviour they
 touch is tested on both stores by the API, store and end-to-end tests, and running them
 twice would only cost suite time."""
+
+T = TypeVar("T")
 
 WORKERS_DIR = Path(__file__).parent / "workers"
 STEPS_WORKER = WORKERS_DIR / "steps_worker.py"
@@ -51,6 +54,23 @@ def wait_until(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what or condition!r}")
         time.sleep(interval)
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]],
+    what: str,
+    timeout: float = 20.0,
+    interval: float = 0.02,
+) -> T:
+    """Await ``probe()`` until it returns something truthy; return it (fails after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(interval)
 
 
 def side_lines(path: Path) -> list[str]:

@@ -13,9 +13,7 @@ every claim path; each test runs on SQLite and on PostgreSQL.
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,11 +38,10 @@ from polos.storage import (
     FailOp,
     RecordStepOp,
     Store,
-    WriteOp,
-    WriteResult,
     open_store,
 )
-from tests.integration.conftest import count_lines
+from tests.integration.conftest import count_lines, eventually
+from tests.integration.test_store import one, register
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -56,20 +53,6 @@ T = TypeVar("T")
 
 
 # ---------------------------------------------------------------------- helpers (end to end)
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]], what: str, timeout: float = 20.0, interval: float = 0.02
-) -> T:
-    """Await ``probe()`` until it returns something truthy; return it (fails after ``timeout``)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(interval)
 
 
 async def suspended(client: PolosClient, workflow_id: str = "state_loop") -> str:
@@ -226,29 +209,6 @@ async def store(db_url: str) -> AsyncIterator[Store]:
         await s.close()
 
 
-async def register(store: Store, spec: WorkflowSpec) -> None:
-    await store.register_worker(
-        project_id=P,
-        worker_id="w1",
-        name="w1",
-        hostname="test-host",
-        pid=1234,
-        orchestrator_id=ORCH,
-        max_concurrent=100,
-        workflows=[spec],
-        active={},
-        lease_ms=60_000,
-    )
-
-
-async def one(store: Store, op: WriteOp) -> WriteResult:
-    outcome = await store.apply_batch([op])
-    [result] = outcome.results
-    if isinstance(result, BaseException):
-        raise result
-    return result
-
-
 async def claim_one(store: Store) -> Task:
     tasks = await one(store, ClaimOp(P, "w1", 10))
     assert isinstance(tasks, list) and len(tasks) == 1, tasks
@@ -272,7 +232,7 @@ async def run_first_attempt(
     store: Store, spec: WorkflowSpec, state_json: str | None, **create: Any
 ) -> Task:
     """Create and claim an execution; record two steps that changed its state."""
-    await register(store, spec)
+    await register(store, "w1", [spec])
     created = await one(store, CreateExecution(P, spec.id, "null", state_json=state_json, **create))
     assert isinstance(created, Created) and created.created
     first = await claim_one(store)
@@ -299,7 +259,7 @@ async def test_claim__every_claim_path_hands_a_replay_the_initial_state(
     assert (first.has_state, first.state) == (has_state, state)
 
     await store.worker_gone("w1", orchestrator_id=ORCH)
-    await register(store, spec)
+    await register(store, "w1", [spec])
     replay = await claim_one(store)
 
     assert replay.epoch == 2

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,7 +30,7 @@ from polos import (
 )
 from polos.sdk import child_execution_id
 from polos.testing._processes import ServerProcess
-from tests.integration.conftest import count_lines, side_lines
+from tests.integration.conftest import count_lines, eventually, side_lines
 from tests.integration.workers import waits_worker as app
 
 pytestmark = pytest.mark.timeout(60)
@@ -45,20 +45,6 @@ CANCELLED = ExecutionStatus.CANCELLED
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]], what: str, timeout: float = 20.0, interval: float = 0.02
-) -> T:
-    """Await ``probe()`` until it returns something truthy; return it (fails after ``timeout``)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(interval)
 
 
 async def waits_of(client: PolosClient, execution_id: str) -> list[WaitInfo]:
