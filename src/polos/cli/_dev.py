@@ -31,6 +31,8 @@ import httpx
 from polos._version import __version__
 from polos.client import PolosClient
 
+from ._dev_child import LABEL_WIDTH, DevChild
+
 if TYPE_CHECKING:
     from watchfiles import Change
 
@@ -43,23 +45,8 @@ DB_FILE = "dev.db"
 WORKER_STOP_SECONDS = 20.0
 SERVER_STOP_SECONDS = 10.0
 SERVER_START_SECONDS = 60.0
-LINE_LIMIT = 4 * 1024 * 1024
-LABEL_WIDTH = 6
 # Directories never watched (besides watchfiles' own list: .git, .venv, __pycache__, ...).
 IGNORED_DIRS = (".polos", "venv", ".nox", ".ruff_cache", ".eggs", "site-packages")
-
-# Run before the real command (Linux): the child gets SIGTERM when `polos dev` dies, even
-# by SIGKILL, so no orchestrator is left holding the port. execv keeps the pid.
-_ORPHAN_GUARD = (
-    "import ctypes, os, sys\n"
-    "try:\n"
-    "    ctypes.CDLL(None, use_errno=True).prctl(1, 15)  # PR_SET_PDEATHSIG, SIGTERM\n"
-    "except Exception:\n"
-    "    pass\n"
-    "if os.getppid() != int(sys.argv[1]):\n"
-    "    sys.exit(0)\n"
-    "os.execv(sys.argv[2], sys.argv[2:])\n"
-)
 
 
 def _say(message: str, *, color: str = "green", err: bool = False) -> None:
@@ -79,109 +66,6 @@ class _Plan:
     api_key: str | None = None
     project_id: str | None = None
     env: dict[str, str] = field(default_factory=dict)
-
-
-class _Child:
-    """One subprocess whose output is echoed line by line with a coloured label."""
-
-    def __init__(
-        self, label: str, color: str, argv: list[str], env: dict[str, str], stop_seconds: float
-    ) -> None:
-        self.stop_seconds = stop_seconds
-        self.label = click.style(label.ljust(LABEL_WIDTH), fg=color, bold=True)
-        self.argv = argv
-        self.env = env
-        self.proc: asyncio.subprocess.Process | None = None
-        self.exited: asyncio.Task[int] | None = None
-        self._pump: asyncio.Task[None] | None = None
-        self._held: list[str] | None = None
-
-    async def start(self, *, hold_output: bool = False) -> None:
-        """Start the process; with ``hold_output``, keep its lines until :meth:`release`."""
-        self._held = [] if hold_output else None
-        argv = self.argv
-        if sys.platform == "linux":
-            argv = [sys.executable, "-c", _ORPHAN_GUARD, str(os.getpid()), *argv]
-        self.proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            env=self.env,
-            start_new_session=True,  # Ctrl-C reaches `polos dev` only; it stops us in order
-            limit=LINE_LIMIT,
-        )
-        assert self.proc.stdout is not None
-        self._pump = asyncio.create_task(self._echo(self.proc.stdout))
-        self.exited = asyncio.create_task(self.proc.wait())
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.returncode is None
-
-    def release(self) -> list[str]:
-        """Echo from now on; the lines held so far."""
-        held, self._held = self._held or [], None
-        return held
-
-    async def _echo(self, stream: asyncio.StreamReader) -> None:
-        while True:
-            try:
-                raw = await stream.readline()
-            except ValueError:  # a line over LINE_LIMIT: asyncio dropped it
-                raw = b"[a line too long to show]\n"
-            if not raw:
-                return
-            line = raw.decode(errors="replace").rstrip("\r\n")
-            if self._held is not None:
-                self._held.append(line)
-            else:
-                click.echo(f"{self.label} | {line}")
-
-    def _signal_group(self, sig: int) -> None:
-        if self.proc is None:
-            return
-        # The whole group (the user's code may have started processes of its own), once:
-        # a second SIGTERM would make the orchestrator skip its graceful shutdown.
-        try:
-            os.killpg(self.proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(sig)
-
-    def kill(self) -> None:
-        """SIGKILL at once (a second Ctrl-C)."""
-        if self.running:
-            self._signal_group(signal.SIGKILL)
-
-    async def stop(self, timeout: float) -> int | None:
-        """SIGTERM, up to ``timeout`` seconds to exit, then SIGKILL; the exit code."""
-        proc = self.proc
-        if proc is None:
-            return None
-        if proc.returncode is None:
-            self._signal_group(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), timeout)
-            except TimeoutError:
-                self._signal_group(signal.SIGKILL)
-                await proc.wait()
-        await self.finish_output()
-        return proc.returncode
-
-    async def finish_output(self) -> None:
-        """Echo what is left in the pipe (a grandchild holding it open is not waited for)."""
-        if self._pump is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._pump), 1.0)
-            self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump
 
 
 # ---------------------------------------------------------------------- the command
@@ -358,7 +242,7 @@ async def _session(plan: _Plan) -> int:
     """Run until Ctrl-C / SIGTERM; the exit code."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    children: list[_Child] = []
+    children: list[DevChild] = []
     first_signal_at: list[float] = []
 
     def on_signal() -> None:
@@ -390,20 +274,20 @@ async def _session(plan: _Plan) -> int:
 
 
 async def _serve(
-    plan: _Plan, stop: asyncio.Event, children: list[_Child], client: PolosClient
+    plan: _Plan, stop: asyncio.Event, children: list[DevChild], client: PolosClient
 ) -> int:
     server = await _start_orchestrator(plan, stop, children, client)
     if stop.is_set():
         return 0
     _banner(plan)
-    worker = _Child("worker", "cyan", _worker_argv(plan), plan.env, WORKER_STOP_SECONDS)
+    worker = DevChild("worker", "cyan", _worker_argv(plan), plan.env, WORKER_STOP_SECONDS)
     children.append(worker)
     return await _Supervisor(plan, stop, server, worker, client).run()
 
 
 async def _start_orchestrator(
-    plan: _Plan, stop: asyncio.Event, children: list[_Child], client: PolosClient
-) -> _Child | None:
+    plan: _Plan, stop: asyncio.Event, children: list[DevChild], client: PolosClient
+) -> DevChild | None:
     """The embedded orchestrator, healthy (None when attached to a running one)."""
     if plan.database_url is None:
         try:
@@ -413,7 +297,7 @@ async def _start_orchestrator(
                 f"cannot reach the orchestrator at {plan.api_url}: {exc}"
             ) from None
         return None
-    server = _Child("server", "magenta", _server_argv(plan), plan.env, SERVER_STOP_SECONDS)
+    server = DevChild("server", "magenta", _server_argv(plan), plan.env, SERVER_STOP_SECONDS)
     children.append(server)
     await server.start(hold_output=True)  # its banner would repeat ours
     healthy = await _wait_healthy(plan.api_url, server, stop)
@@ -435,8 +319,8 @@ class _Supervisor:
         self,
         plan: _Plan,
         stop: asyncio.Event,
-        server: _Child | None,
-        worker: _Child,
+        server: DevChild | None,
+        worker: DevChild,
         client: PolosClient,
     ) -> None:
         self.plan = plan
@@ -561,7 +445,7 @@ def _worker_argv(plan: _Plan) -> list[str]:
     return [sys.executable, "-m", "polos.cli.main", "worker", plan.target]
 
 
-async def _wait_healthy(url: str, server: _Child, stop: asyncio.Event) -> bool:
+async def _wait_healthy(url: str, server: DevChild, stop: asyncio.Event) -> bool:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + SERVER_START_SECONDS
     async with httpx.AsyncClient(timeout=2.0, trust_env=False) as http:
